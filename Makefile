@@ -1,0 +1,39 @@
+# Two entry points: `make demo` and `make test`. Both create .venv on first use.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PORT    ?= 3000
+DEMO    ?= demo-data
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export BENTOML_DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+# torch first: the exact pin is the CPU wheel on this machine's disk; anything looser pulls CUDA.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nhip demo-data --out $(DEMO) --customers 2000 --days 240 --seed 7
+	$(BIN)/nhip ingest $(DEMO)/events.jsonl
+	$(BIN)/nhip features build --as-of 2026-08-29
+	$(BIN)/nhip train propensity --as-of 2026-07-30 --horizon-days 30
+	$(BIN)/nhip train send-time --as-of 2026-08-29
+	$(BIN)/nhip report --out reports
+	$(BIN)/nhip serve --port $(PORT) --print-examples
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf var mlruns/mlflow.db mlruns/artifacts reports $(DEMO)

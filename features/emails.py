@@ -1,0 +1,108 @@
+"""Email addresses in one comparable form, for identity resolution and message delivery.
+
+Normalisation is deliberately conservative: trim, Unicode NFC, lowercase, and a basic validity check
+(exactly one `@`, a non-empty local part, a domain of at least two non-empty dot-separated labels, no
+whitespace, control characters or the list/display-name punctuation `<>(),;:"[]\\`). Provider-specific
+equivalences are off by default because they are not universal: `an.nguyen@` and `annguyen@` are one Gmail
+mailbox but may be two mailboxes elsewhere. `gmail_canonical=True` applies them for gmail.com/googlemail.com
+only (dots and `+tag` dropped from the local part, domain gmail.com), for matching, never for sending.
+
+Lowercasing the local part is technically lossy (RFC 5321 lets servers treat it case-sensitively) but no
+mail provider does, and customers type their address in any case.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Hashable
+
+import numpy as np
+import pandas as pd
+
+# Literal classes both Python `re` and pyarrow's RE2 read the same way.
+_ALLOWED = r'[^@\x00-\x20\x7f<>(),;:"\[\]\\]'
+EMAIL_PATTERN = rf"{_ALLOWED}+@{_ALLOWED.replace('[^', '[^.')}+(?:\.{_ALLOWED.replace('[^', '[^.')}+)+"
+_EMAIL_RE = re.compile(EMAIL_PATTERN)
+_ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # exactly what str.strip() removes from ASCII text
+_GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+_UNUSABLE = object()
+
+
+def normalize_email(raw: object, gmail_canonical: bool = False) -> str | None:
+    """The address trimmed and lowercased, or None when missing or not a plausible address."""
+    if not isinstance(raw, str):
+        return None
+    text = unicodedata.normalize("NFC", raw.strip()).lower()
+    if not _EMAIL_RE.fullmatch(text) or any(_is_blank_or_control(ch) for ch in text if not ch.isascii()):
+        return None
+    return _gmail_canonical(text) if gmail_canonical else text
+
+
+def normalize_emails(s: pd.Series, gmail_canonical: bool = False) -> pd.Series:
+    """`normalize_email` over a column: object dtype, None where missing or invalid.
+
+    Each distinct value is normalised once; plain-ASCII values (nearly all) with vectorised string operations.
+    """
+    codes, uniques = _factorize(s)
+    values = _normalize_distinct(pd.Series(uniques, dtype=uniques.dtype), gmail_canonical)
+    out = np.full(len(s), None, dtype=object)
+    present = codes >= 0
+    out[present] = values[codes[present]]
+    return pd.Series(out, index=s.index, name=s.name, dtype=object)
+
+
+def _gmail_canonical(address: str) -> str | None:
+    local, _, domain = address.partition("@")
+    if domain not in _GMAIL_DOMAINS:
+        return address
+    local = local.split("+", 1)[0].replace(".", "")
+    return f"{local}@gmail.com" if local else None
+
+
+def _is_blank_or_control(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
+def _normalize_distinct(uniques: pd.Series, gmail_canonical: bool) -> np.ndarray:
+    out = np.full(len(uniques), None, dtype=object)
+    fast = np.zeros(len(uniques), dtype=bool)
+    is_text = _is_text(uniques)
+    if is_text.any():
+        text = uniques[is_text].astype("str")
+        ascii_only = text.str.isascii().to_numpy(dtype=bool, na_value=False)
+        cleaned = text[ascii_only].str.strip(_ASCII_WHITESPACE).str.lower()
+        valid = cleaned.str.fullmatch(EMAIL_PATTERN).to_numpy(dtype=bool, na_value=False)
+        positions = np.flatnonzero(is_text)[ascii_only]
+        out[positions[valid]] = cleaned[valid].to_numpy(dtype=object)
+        fast[positions] = True
+        if gmail_canonical:
+            gmail = cleaned.str.contains("@(?:gmail|googlemail)\\.com$", regex=True).to_numpy(dtype=bool)
+            fast[positions[gmail]] = False
+    for i in np.flatnonzero(~fast):
+        out[i] = normalize_email(uniques.iloc[i], gmail_canonical)
+    return out
+
+
+def _is_text(values: pd.Series) -> np.ndarray:
+    if values.dtype == object:
+        return np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
+    return np.full(len(values), pd.api.types.is_string_dtype(values.dtype), dtype=bool)
+
+
+def _factorize(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """`pd.factorize`, tolerating unhashable cells (lists and dicts from JSON), which are unusable anyway."""
+    try:
+        return pd.factorize(s)
+    except TypeError:
+        return pd.factorize(s.map(lambda v: v if _hashable(v) else _UNUSABLE))
+
+
+def _hashable(value: object) -> bool:
+    if not isinstance(value, Hashable):
+        return False
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True

@@ -1,0 +1,104 @@
+"""The DuckDB event store: one file holding immutable events, quarantined rows and derived tables.
+
+Events are append-only and keyed by `event_key` (see `features.ingest.event_keys`), so importing the same
+data twice stores it once. Timestamps are stored as naive UTC `TIMESTAMP`s; local hours are derived with
+Vietnam's fixed +07:00 offset (no daylight saving), which keeps DuckDB free of time-zone extensions.
+Derived tables (identity map, profiles) can always be rebuilt from `events`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from features.schema import IDENTIFIER_FIELDS
+
+LOCAL_OFFSET_HOURS = 7  # Asia/Ho_Chi_Minh, no DST
+
+_EVENT_COLUMNS = {
+    "event_key": "VARCHAR PRIMARY KEY",
+    "event_id": "VARCHAR",
+    "ts": "TIMESTAMP NOT NULL",
+    "channel": "VARCHAR NOT NULL",
+    "type": "VARCHAR NOT NULL",
+    **{f: "VARCHAR" for f in IDENTIFIER_FIELDS},
+    "pid_type": "VARCHAR NOT NULL",
+    "pid_value": "VARCHAR NOT NULL",
+    "name": "VARCHAR",
+    "amount": "DOUBLE",
+    "currency": "VARCHAR",
+    "product_id": "VARCHAR",
+    "product_name": "VARCHAR",
+    "category": "VARCHAR",
+    "quantity": "DOUBLE",
+    "campaign_id": "VARCHAR",
+    "message_id": "VARCHAR",
+    "properties": "VARCHAR",
+    "source": "VARCHAR",
+    "ingested_at": "TIMESTAMP",
+}
+EVENT_COLUMNS: tuple[str, ...] = tuple(_EVENT_COLUMNS)
+
+_DDL = [
+    "CREATE TABLE IF NOT EXISTS events ("
+    + ", ".join(f"{name} {kind}" for name, kind in _EVENT_COLUMNS.items())
+    + ")",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        source VARCHAR, line BIGINT, raw VARCHAR, reason VARCHAR, ingested_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS imports (
+        source VARCHAR, rows_read BIGINT, accepted BIGINT, duplicates BIGINT, quarantined BIGINT,
+        started_at TIMESTAMP, finished_at TIMESTAMP)""",
+]
+
+
+class StoreMissingError(RuntimeError):
+    """Raised when a command needs events but nothing has been ingested into this workspace."""
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the store, creating the schema when writing.
+
+    Reading a store that does not exist is an error rather than an empty result: a typo in NHIP_HOME
+    should not look like a shop without customers.
+    """
+    if read_only:
+        if not path.exists():
+            raise StoreMissingError(
+                f"no event store at {path}; run `nhip ingest FILE` first (or set NHIP_HOME)"
+            )
+        return duckdb.connect(str(path), read_only=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    for statement in _DDL:
+        con.execute(statement)
+    return con
+
+
+@contextmanager
+def open_store(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def event_time_range(con: duckdb.DuckDBPyConnection):
+    """(first, last) event time in UTC, or (None, None) for an empty store."""
+    return con.execute("SELECT min(ts), max(ts) FROM events").fetchone()
+
+
+def fingerprint(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
+    """A cheap checksum of the event store, logged with every training run to tie it to its data."""
+    rows, first, last, checksum = con.execute(
+        "SELECT count(*), min(ts), max(ts), coalesce(bit_xor(hash(event_key)), 0) FROM events"
+    ).fetchone()
+    return {
+        "events": int(rows),
+        "first_ts": str(first),
+        "last_ts": str(last),
+        "checksum": f"{int(checksum) & 0xFFFFFFFFFFFFFFFF:016x}",
+    }

@@ -1,0 +1,140 @@
+"""Purchase propensity: P(purchase within `horizon_days` after as_of), calibrated.
+
+The estimator follows scikit-learn's contract and carries its own preprocessing (the feature list and
+column order), so the artifact logged to MLflow is the one thing serving loads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMClassifier
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+UNSCORED = "unscored"
+BUCKETS = (("High", 0.75), ("Medium", 0.50), ("Low", 0.0))
+
+
+class PropensityModel(ClassifierMixin, BaseEstimator):
+    """LightGBM ranking, calibrated on a later time slice.
+
+    Calibration must be fitted on rows the booster has not seen and that come later in time: the caller
+    passes them as `X_cal, y_cal` (see `training.datasets.split_snapshots`). Without them the raw booster
+    probabilities are used and `calibrated_` is False, which the report states.
+    """
+
+    def __init__(
+        self,
+        features: tuple[str, ...] = (),
+        feature_list: str = "",
+        horizon_days: int = 30,
+        n_estimators: int = 300,
+        learning_rate: float = 0.03,
+        num_leaves: int = 15,
+        min_child_samples: int = 40,
+        calibration: str = "isotonic",
+        random_state: int = 0,
+    ):
+        self.features = features
+        self.feature_list = feature_list
+        self.horizon_days = horizon_days
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.calibration = calibration
+        self.random_state = random_state
+
+    def _matrix(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [f for f in self.features_ if f not in X.columns]
+        if missing:
+            raise ValueError(f"missing feature columns: {missing}")
+        return X[list(self.features_)].astype("float64")
+
+    def fit(self, X: pd.DataFrame, y, X_cal: pd.DataFrame | None = None, y_cal=None):
+        self.features_ = tuple(self.features) or tuple(X.columns)
+        y = np.asarray(y).astype(int)
+        if len(np.unique(y)) < 2:
+            raise ValueError("training labels hold one class only; widen the window or add data")
+        self.booster_ = LGBMClassifier(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            subsample=0.8,
+            subsample_freq=1,
+            colsample_bytree=0.8,
+            random_state=self.random_state,
+            n_jobs=2,
+            verbose=-1,
+        ).fit(self._matrix(X), y)
+        self.classes_ = np.array([0, 1])
+        self.calibrator_ = None
+        if X_cal is not None and len(X_cal):
+            raw = self.booster_.predict_proba(self._matrix(X_cal))[:, 1]
+            y_cal = np.asarray(y_cal).astype(int)
+            if self.calibration == "isotonic":
+                self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1)
+                self.calibrator_.fit(raw, y_cal)
+            elif self.calibration == "sigmoid":
+                self.calibrator_ = LogisticRegression().fit(_logit(raw)[:, None], y_cal)
+            else:
+                raise ValueError(f"calibration must be 'isotonic' or 'sigmoid', not {self.calibration!r}")
+        self.calibrated_ = self.calibrator_ is not None
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        raw = self.booster_.predict_proba(self._matrix(X))[:, 1]
+        if isinstance(self.calibrator_, IsotonicRegression):
+            p = self.calibrator_.predict(raw)
+        elif self.calibrator_ is not None:
+            p = self.calibrator_.predict_proba(_logit(raw)[:, None])[:, 1]
+        else:
+            p = raw
+        p = np.clip(p, 0.0, 1.0)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    def feature_importance(self) -> pd.Series:
+        """Total gain per feature, the 'top drivers' of the report."""
+        gains = self.booster_.booster_.feature_importance(importance_type="gain")
+        return pd.Series(gains, index=list(self.features_)).sort_values(ascending=False)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def bucket_for(percentile: float) -> str:
+    """High / Medium / Low by percentile among scored customers (0.75 and 0.50 cut points)."""
+    for name, cut in BUCKETS:
+        if percentile >= cut:
+            return name
+    return BUCKETS[-1][0]
+
+
+def score_profiles(
+    model: PropensityModel, profiles: pd.DataFrame, min_events: int
+) -> pd.DataFrame:
+    """Scores, percentiles and buckets for every customer in `profiles`.
+
+    Customers with fewer than `min_events` events are `unscored`: the model has seen too little of them
+    to say anything better than the base rate, and a marketer should know that rather than get a guess.
+    Percentiles rank a score among the scored customers of the same snapshot.
+    """
+    out = pd.DataFrame(index=profiles.index)
+    scored = profiles["n_events"] >= min_events
+    out["score"] = np.nan
+    if scored.any():
+        out.loc[scored, "score"] = model.predict_proba(profiles[scored])[:, 1]
+    out["percentile"] = out["score"].rank(pct=True, method="average")
+    out["bucket"] = [
+        UNSCORED if np.isnan(p) else bucket_for(p) for p in out["percentile"].to_numpy()
+    ]
+    out["status"] = np.where(scored, "scored", UNSCORED)
+    return out

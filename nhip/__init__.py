@@ -1,0 +1,1 @@
+"""Composition root: the `nhip` CLI and the one `Settings` object. No product logic lives here."""

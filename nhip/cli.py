@@ -1,0 +1,328 @@
+"""`nhip`: the one command line. Thin: it parses options, calls package functions, prints results.
+
+Errors a user can fix print as one line on stderr and exit with code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(help="Nhịp: multichannel events → customer profiles → propensity and send-time scores.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+features_app = typer.Typer(help="Point-in-time profiles and profile vectors.", no_args_is_help=True)
+train_app = typer.Typer(help="Train a model, track it in MLflow, promote it when it wins.",
+                        no_args_is_help=True)
+score_app = typer.Typer(help="Score every customer into a CSV file.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+app.add_typer(train_app, name="train")
+app.add_typer(score_app, name="score")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit code 1."""
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _settings():
+    from nhip.settings import get_settings
+
+    return get_settings()
+
+
+def _as_of(value: str) -> datetime:
+    from features.asof import parse_as_of
+
+    try:
+        return parse_as_of(value)
+    except ValueError as exc:
+        raise UserError(f"cannot read date {value!r}: use YYYY-MM-DD or ISO 8601") from exc
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    console=err, transient=False)
+
+
+def _run(fn):
+    """Run a command body, turning known, user-fixable failures into one-line errors."""
+    from features.ingest import IngestError
+    from features.store import StoreMissingError
+    from serving.champions import NoChampionError
+    from training.propensity import NotEnoughDataError
+
+    try:
+        return fn()
+    except (UserError, IngestError, StoreMissingError, NoChampionError, NotEnoughDataError,
+            LookupError, FileNotFoundError) as exc:
+        _fail(str(exc).strip("'\""))
+    except Exception as exc:  # duckdb lock errors and the like are still one line, not a traceback
+        if os.environ.get("NHIP_DEBUG"):
+            raise
+        _fail(f"{type(exc).__name__}: {exc} (set NHIP_DEBUG=1 for the traceback)")
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Path = typer.Option(..., "--out", help="folder to write events.jsonl, truth.csv, …"),
+    customers: int = typer.Option(2000, help="number of people"),
+    days: int = typer.Option(240, help="days of history, ending 2026-09-01"),
+    seed: int = typer.Option(7, help="random seed; the same seed gives the same data"),
+):
+    """Write a realistic synthetic multichannel dataset with its ground truth."""
+    def body():
+        from features import demo_data as gen
+
+        if customers < 1 or days < 1:
+            raise UserError("--customers and --days must be positive")
+        with err.status(f"generating {customers} customers × {days} days"):
+            data = gen.generate(customers=customers, days=days, seed=seed)
+            paths = gen.write(data, out_dir)
+        out.print(f"wrote {len(data.events):,} events for {customers:,} people to {out_dir}")
+        for name, path in paths.items():
+            out.print(f"  {name}: {path}")
+    _run(body)
+
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="canonical .jsonl, .csv or .parquet files"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+):
+    """Import event files; every row is accepted, a duplicate or quarantined with a reason."""
+    def body():
+        from features.ingest import ingest_file
+
+        settings = _settings()
+        settings.ensure_dirs()
+        reports = []
+        for path in paths:
+            if not as_json:
+                err.print(f"importing {path} …")
+            reports.append(ingest_file(path, settings.store_path))
+        totals = {k: sum(getattr(r, k) for r in reports)
+                  for k in ("rows_read", "accepted", "duplicates", "quarantined")}
+        if as_json:
+            print(json.dumps({**totals, "files": [r.as_dict() for r in reports]}, ensure_ascii=False))
+            return
+        for r in reports:
+            out.print(f"{r.source}: read {r.rows_read:,}  accepted {r.accepted:,}  "
+                      f"duplicates {r.duplicates:,}  quarantined {r.quarantined:,}")
+            for reason, count in r.reasons.most_common():
+                out.print(f"    quarantined: {reason} × {count:,}")
+        if len(reports) > 1:
+            out.print("total: " + "  ".join(f"{k} {v:,}" for k, v in totals.items()))
+    _run(body)
+
+
+@features_app.command("build")
+def features_build(
+    as_of: str = typer.Option(..., "--as-of", help="date (00:00 Vietnam time) or ISO time"),
+    vectors: bool = typer.Option(True, "--vectors/--no-vectors", help="also write Qdrant vectors"),
+):
+    """Resolve identities, compute profiles as of a date, write profile vectors to Qdrant."""
+    def body():
+        from features.build import build_features
+
+        settings = _settings()
+        steps = ["resolving identities", "computing profiles", "writing profiles"]
+        if vectors:
+            steps += ["embedding products", "writing vectors to Qdrant"]
+        with _progress() as progress:
+            task = progress.add_task("features", total=len(steps))
+
+            def step(name: str) -> None:
+                progress.update(task, description=name, completed=steps.index(name))
+
+            summary = build_features(settings, _as_of(as_of), with_vectors=vectors, step=step)
+            progress.update(task, description="done", completed=len(steps))
+        out.print(f"profiles as of {as_of}: {summary.customers:,} customers, "
+                  f"{summary.identifiers:,} identifiers, {summary.vectors:,} vectors, "
+                  f"{summary.items:,} items")
+    _run(body)
+
+
+def _print_outcome(outcome) -> None:
+    verdict = "promoted to champion" if outcome.promoted else "kept the current champion"
+    out.print(f"{outcome.model_name} version {outcome.version} (run {outcome.run_id}): {verdict} "
+              f"— {outcome.reason}")
+    shown = {k: v for k, v in outcome.metrics.items() if isinstance(v, float)}
+    out.print("  " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+
+
+@train_app.command("propensity")
+def train_propensity(
+    as_of: str = typer.Option(..., "--as-of", help="test snapshot; its label window must be observed"),
+    horizon_days: int = typer.Option(30, "--horizon-days", help="predict a purchase within N days"),
+    step_days: int = typer.Option(14, "--step-days", help="days between training snapshots"),
+    margin: float = typer.Option(0.0, help="AUC margin a candidate must beat the champion by"),
+):
+    """Train the purchase-propensity model on rolling snapshots and register it."""
+    def body():
+        from training.runner import train_propensity as run
+
+        with _progress() as progress:
+            task = progress.add_task("building snapshots", total=None)
+            outcome = run(_settings(), _as_of(as_of), horizon_days, step_days, margin,
+                          progress=lambda d: progress.update(
+                              task, advance=1, description=f"snapshot {d:%Y-%m-%d}"))
+        _print_outcome(outcome)
+    _run(body)
+
+
+@train_app.command("send-time")
+def train_send_time(
+    as_of: str = typer.Option(..., "--as-of", help="learn from message history up to this date"),
+    margin: float = typer.Option(0.0, help="holdout AUC margin a candidate must beat the champion by"),
+):
+    """Train the send-time model (per customer and channel, 168 hour-of-week scores)."""
+    def body():
+        from training.runner import train_send_time as run
+
+        with err.status("training send-time model"):
+            outcome = run(_settings(), _as_of(as_of), margin)
+        _print_outcome(outcome)
+    _run(body)
+
+
+def _identifier_columns(identity, index):
+    from features.identity import identifiers_wide
+
+    return identifiers_wide(identity).reindex(index)
+
+
+@score_app.command("propensity")
+def score_propensity(
+    as_of: str = typer.Option(..., "--as-of"),
+    horizon_days: int = typer.Option(30, "--horizon-days"),
+    output: Path = typer.Option(..., "--output", help="CSV to write"),
+):
+    """Score every customer known at as_of with the champion propensity model."""
+    def body():
+        from features.identity import resolve
+        from features.profiles import build_profiles
+        from features.store import open_store
+        from models.names import PROPENSITY_MODEL
+        from models.propensity import score_profiles
+        from serving.champions import load_champion
+
+        settings = _settings()
+        champion = load_champion(settings, PROPENSITY_MODEL)
+        if champion.model.horizon_days != horizon_days:
+            raise UserError(f"the champion {champion.label} predicts {champion.model.horizon_days} days, "
+                            f"not {horizon_days}; train one with --horizon-days {horizon_days}")
+        when = _as_of(as_of)
+        with open_store(settings.store_path, read_only=True) as con:
+            identity = resolve(con, when)
+            profiles = build_profiles(con, when, identity)
+        scores = score_profiles(champion.model, profiles, settings.min_events_to_score)
+        table = _identifier_columns(identity, scores.index).join(scores[["score", "percentile", "bucket"]])
+        output.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(output, index_label="customer_id")
+        counts = scores["bucket"].value_counts().to_dict()
+        out.print(f"wrote {len(table):,} customers to {output} with {champion.label}: {counts}")
+    _run(body)
+
+
+@score_app.command("send-time")
+def score_send_time(
+    channel: str = typer.Option(..., "--channel"),
+    start: str = typer.Option(..., "--from", help="window start, local time (e.g. 2026-09-02T08:00)"),
+    end: str = typer.Option(..., "--to", help="window end, local time"),
+    output: Path = typer.Option(..., "--output"),
+):
+    """Best local send time in a window for every customer of the latest feature build."""
+    def body():
+        import pandas as pd
+
+        from serving.scoring import load_scorer
+
+        settings = _settings()
+        scorer = load_scorer(settings)
+        from features.build import load_online_profiles
+
+        _, identity = load_online_profiles(settings)
+        try:
+            rows = scorer.send_time(list(scorer.profiles.index), channel, start, end)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        answers = pd.DataFrame(rows).set_index("customer_id")[["send_at", "score", "source"]]
+        table = _identifier_columns(identity, answers.index).join(answers)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(output, index_label="customer_id")
+        out.print(f"wrote {len(table):,} customers to {output} with {scorer.send_time_champion.label}")
+    _run(body)
+
+
+@app.command()
+def report(out_dir: Path = typer.Option(Path("reports"), "--out", help="folder for the HTML reports")):
+    """Write each champion's HTML report (Vietnamese and English) to a folder."""
+    def body():
+        from training.runner import export_reports
+
+        written = export_reports(_settings(), out_dir)
+        if not written:
+            raise UserError("no champion models yet; run `nhip train propensity` and `nhip train send-time`")
+        for path in written:
+            out.print(f"report: {path}")
+    _run(body)
+
+
+@app.command()
+def serve(
+    port: int = typer.Option(3000, help="TCP port on 127.0.0.1"),
+    host: str = typer.Option("127.0.0.1", help="address to bind"),
+    print_examples: bool = typer.Option(False, "--print-examples", help="print example requests first"),
+):
+    """Serve the champions over HTTP with BentoML (foreground; Ctrl-C stops)."""
+    def body():
+        import subprocess
+
+        settings = _settings()
+        if print_examples:
+            _print_examples(settings, host, port)
+        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1"}
+        command = [sys.executable, "-m", "bentoml", "serve", "serving.service:Nhip",
+                   "--host", host, "--port", str(port)]
+        raise typer.Exit(subprocess.call(command, env=env))
+    _run(body)
+
+
+def _print_examples(settings, host: str, port: int) -> None:
+    from features.build import load_online_profiles
+
+    profiles, _ = load_online_profiles(settings)
+    ids = json.dumps(list(profiles.index[:2]))
+    base = f"http://{host}:{port}"
+    out.print("\nTry, once the service says it is listening:\n", highlight=False)
+    out.print(f"  curl -s {base}/healthz", highlight=False)
+    out.print(f"  curl -s -X POST {base}/propensity -H 'Content-Type: application/json' "
+              f"-d '{{\"customer_ids\": {ids}}}'", highlight=False)
+    out.print(f"  curl -s -X POST {base}/send_time -H 'Content-Type: application/json' "
+              f"-d '{{\"customer_ids\": {ids}, \"channel\": \"zalo_oa\", "
+              f"\"window_start\": \"2026-09-02T08:00:00+07:00\", "
+              f"\"window_end\": \"2026-09-03T08:00:00+07:00\"}}'\n", highlight=False)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

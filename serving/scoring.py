@@ -1,0 +1,99 @@
+"""Answers to score requests from loaded champions and the online profiles; no web framework here.
+
+Propensity scores for the whole online snapshot are computed once at load time: a request is then a
+lookup, and a customer's percentile is the same in the API as in `nhip score propensity`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+
+import pandas as pd
+
+from features.asof import LOCAL_TZ, to_local
+from models.propensity import score_profiles
+
+
+def parse_clock(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def local_timestamp(value: datetime | str) -> pd.Timestamp:
+    """A tz-aware local time; naive input is taken as Vietnam time."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize(LOCAL_TZ) if stamp.tzinfo is None else stamp.tz_convert(LOCAL_TZ)
+
+
+class Scorer:
+    def __init__(self, propensity, send_time, profiles: pd.DataFrame, settings):
+        self.propensity_champion = propensity
+        self.send_time_champion = send_time
+        self.profiles = profiles
+        self.as_of = profiles["as_of"].iloc[0] if len(profiles) else None
+        self.quiet = (parse_clock(settings.quiet_start), parse_clock(settings.quiet_end))
+        self.scores = score_profiles(propensity.model, profiles, settings.min_events_to_score)
+
+    def propensity(self, customer_ids: list[str]) -> list[dict]:
+        out = []
+        for cid in customer_ids:
+            if cid not in self.scores.index:
+                out.append({"customer_id": cid, "status": "unknown",
+                            "error": "unknown customer id (not in the latest feature build)"})
+                continue
+            row = self.scores.loc[cid]
+            scored = row["status"] == "scored"
+            out.append({
+                "customer_id": cid,
+                "status": row["status"],
+                "score": float(row["score"]) if scored else None,
+                "percentile": float(row["percentile"]) if scored else None,
+                "bucket": row["bucket"],
+            })
+        return out
+
+    def send_time(self, customer_ids: list[str], channel: str, start, end) -> list[dict]:
+        start, end = local_timestamp(start), local_timestamp(end)
+        if end <= start:
+            raise ValueError("window_end must be after window_start")
+        model = self.send_time_champion.model
+        out = []
+        for cid in customer_ids:
+            if cid not in self.profiles.index:
+                out.append({"customer_id": cid, "status": "unknown",
+                            "error": "unknown customer id (not in the latest feature build)"})
+                continue
+            when, score, source = model.best_time(cid, channel, start, end, *self.quiet)
+            out.append({
+                "customer_id": cid,
+                "status": "scored" if when is not None else "no_slot",
+                "send_at": when.isoformat() if when is not None else None,
+                "score": score,
+                "source": source,
+            })
+        return out
+
+    def versions(self) -> dict[str, str]:
+        return {
+            "propensity": self.propensity_champion.label,
+            "send_time": self.send_time_champion.label,
+            "features_as_of": str(to_local(self.as_of)) if self.as_of is not None else None,
+        }
+
+
+def load_scorer(settings) -> Scorer:
+    from features.build import load_online_profiles
+    from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
+    from serving.champions import load_champion
+
+    profiles, _ = load_online_profiles(settings)
+    return Scorer(
+        load_champion(settings, PROPENSITY_MODEL),
+        load_champion(settings, SEND_TIME_MODEL),
+        profiles,
+        settings,
+    )
+
+
+

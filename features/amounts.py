@@ -30,6 +30,8 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _UNITS = {
     "k": 10**3, "nghìn": 10**3, "ngàn": 10**3,
@@ -156,14 +158,13 @@ def _parse_distinct(uniques: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     fast = np.zeros(len(uniques), dtype=bool)
     is_text = _is_text(uniques)
     if is_text.any():
-        text = uniques[is_text].astype("str")
-        plain = text.str.fullmatch(_FAST_PLAIN).to_numpy(dtype=bool, na_value=False)
-        dotted = text.str.fullmatch(_FAST_DOTTED).to_numpy(dtype=bool, na_value=False) & ~plain
+        text = pa.array(uniques[is_text].astype("str"))
+        plain = _fullmatch(text, _FAST_PLAIN)
+        dotted = _fullmatch(text, _FAST_DOTTED) & ~plain
         positions = np.flatnonzero(is_text)
-        values[positions[plain]] = text[plain].astype("int64").to_numpy(dtype=float)
-        if dotted.any():
-            digits = text[dotted].str.replace("[^0-9-]", "", regex=True)
-            values[positions[dotted]] = digits.astype("int64").to_numpy(dtype=float)
+        values[positions[plain]] = pc.cast(text.filter(plain), pa.int64()).to_numpy()
+        digits = pc.replace_substring_regex(text.filter(dotted), "[^0-9-]", "")
+        values[positions[dotted]] = pc.cast(digits, pa.int64()).to_numpy()
         fast[positions[plain | dotted]] = True
     blank = np.zeros(len(uniques), dtype=bool)
     for i in np.flatnonzero(~fast):
@@ -172,6 +173,11 @@ def _parse_distinct(uniques: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         values[i] = np.nan if value is None else value
         blank[i] = isinstance(raw, str) and not raw.strip()
     return values, np.isnan(values) & ~blank
+
+
+def _fullmatch(text: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
+    """Which strings match `pattern` in full; pyarrow directly, as pandas' `.str` costs ~0.5 ms per call."""
+    return pc.match_substring_regex(text, f"^(?:{pattern})$").to_numpy(zero_copy_only=False)
 
 
 def _separate_booleans(s: pd.Series) -> pd.Series:

@@ -19,6 +19,8 @@ from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Literal classes both Python `re` and pyarrow's RE2 read the same way.
 _ALLOWED = r'[^@\x00-\x20\x7f<>(),;:"\[\]\\]'
@@ -69,19 +71,23 @@ def _normalize_distinct(uniques: pd.Series, gmail_canonical: bool) -> np.ndarray
     fast = np.zeros(len(uniques), dtype=bool)
     is_text = _is_text(uniques)
     if is_text.any():
-        text = uniques[is_text].astype("str")
-        ascii_only = text.str.isascii().to_numpy(dtype=bool, na_value=False)
-        cleaned = text[ascii_only].str.strip(_ASCII_WHITESPACE).str.lower()
-        valid = cleaned.str.fullmatch(EMAIL_PATTERN).to_numpy(dtype=bool, na_value=False)
+        text = pa.array(uniques[is_text].astype("str"))
+        ascii_only = pc.string_is_ascii(text).to_numpy(zero_copy_only=False)
+        cleaned = pc.ascii_lower(pc.utf8_trim(text.filter(ascii_only), _ASCII_WHITESPACE))
+        valid = _fullmatch(cleaned, EMAIL_PATTERN)
         positions = np.flatnonzero(is_text)[ascii_only]
-        out[positions[valid]] = cleaned[valid].to_numpy(dtype=object)
+        out[positions[valid]] = cleaned.filter(valid).to_numpy(zero_copy_only=False)
         fast[positions] = True
         if gmail_canonical:
-            gmail = cleaned.str.contains("@(?:gmail|googlemail)\\.com$", regex=True).to_numpy(dtype=bool)
-            fast[positions[gmail]] = False
+            fast[positions[_fullmatch(cleaned, ".*@(?:gmail|googlemail)\\.com")]] = False
     for i in np.flatnonzero(~fast):
         out[i] = normalize_email(uniques.iloc[i], gmail_canonical)
     return out
+
+
+def _fullmatch(text: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
+    """Which strings match `pattern` in full; pyarrow directly, as pandas' `.str` costs ~0.5 ms per call."""
+    return pc.match_substring_regex(text, f"^(?:{pattern})$").to_numpy(zero_copy_only=False)
 
 
 def _is_text(values: pd.Series) -> np.ndarray:

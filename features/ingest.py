@@ -290,7 +290,7 @@ def ingest_file(path: Path, store_path: Path, source: str | None = None) -> Inge
     quarantine.insert(0, "source", source)
     quarantine["ingested_at"] = started
 
-    con = connect(store_path)
+    con = connect(store_path, create=True)
     try:
         con.execute("BEGIN TRANSACTION")
         con.register("incoming", events)

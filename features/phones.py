@@ -29,6 +29,8 @@ from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Spacing and punctuation people put inside phone numbers. One literal character class that Python's `re`
 # and pyarrow's RE2 read the same way (no `\s`: the two engines disagree about which characters it covers).
@@ -162,15 +164,21 @@ def _normalize_distinct(uniques: pd.Series) -> np.ndarray:
     is_text = _is_text(uniques)
     fast = np.zeros(len(uniques), dtype=bool)
     if is_text.any():
-        text = uniques[is_text].astype("str")
-        compact = text.str.replace(_SEPARATORS, "", regex=True)
-        matched = compact.str.fullmatch(_FAST_FORM).to_numpy(dtype=bool, na_value=False)
+        text = pa.array(uniques[is_text].astype("str"))
+        compact = pc.replace_substring_regex(text, _SEPARATORS, "")
+        matched = _fullmatch(compact, _FAST_FORM)
         positions = np.flatnonzero(is_text)[matched]
-        out[positions] = compact[matched].str.replace(_FAST_PREFIX, "+84", regex=True).to_numpy(dtype=object)
+        e164 = pc.replace_substring_regex(compact.filter(matched), _FAST_PREFIX, "+84")
+        out[positions] = e164.to_numpy(zero_copy_only=False)
         fast[positions] = True
     for i in np.flatnonzero(~fast):
         out[i] = normalize_phone(uniques.iloc[i])
     return out
+
+
+def _fullmatch(text: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
+    """Which strings match `pattern` in full; pyarrow directly, as pandas' `.str` costs ~0.5 ms per call."""
+    return pc.match_substring_regex(text, f"^(?:{pattern})$").to_numpy(zero_copy_only=False)
 
 
 def _is_text(values: pd.Series) -> np.ndarray:

@@ -58,17 +58,17 @@ class StoreMissingError(RuntimeError):
     """Raised when a command needs events but nothing has been ingested into this workspace."""
 
 
-def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the store, creating the schema when writing.
+def connect(path: Path, read_only: bool = False, create: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the store; only `create=True` (ingestion) may make a new one.
 
-    Reading a store that does not exist is an error rather than an empty result: a typo in NHIP_HOME
+    Using a store that does not exist is an error rather than an empty result: a typo in NHIP_HOME
     should not look like a shop without customers.
     """
+    if not create and not path.exists():
+        raise StoreMissingError(
+            f"no event store at {path}; run `nhip ingest FILE` first (or set NHIP_HOME)"
+        )
     if read_only:
-        if not path.exists():
-            raise StoreMissingError(
-                f"no event store at {path}; run `nhip ingest FILE` first (or set NHIP_HOME)"
-            )
         return duckdb.connect(str(path), read_only=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
@@ -78,8 +78,10 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 
 
 @contextmanager
-def open_store(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(path, read_only=read_only)
+def open_store(
+    path: Path, read_only: bool = False, create: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only, create=create)
     try:
         yield con
     finally:

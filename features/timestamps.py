@@ -21,9 +21,12 @@ import datetime as dt
 import math
 import numbers
 import re
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 DEFAULT_TZ = "Asia/Ho_Chi_Minh"
 EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
@@ -34,25 +37,31 @@ _WHITESPACE = " \t\n\r\f\v\u00a0"
 # Patterns shared by the scalar and the vectorised parser; `[0-9]`, not `\d`, so Python's `re` and pyarrow's
 # RE2 accept exactly the same strings.
 _DATE = r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})"
-_TIME = r"(?P<h>[0-9]{2}):(?P<mi>[0-9]{2})(?::(?P<s>[0-9]{2})(?:\.(?P<f>[0-9]{1,9}))?)?"
+_TIME = r"(?P<h>[0-9]{2}):(?P<mi>[0-5][0-9])(?::(?P<s>[0-5][0-9])(?:\.(?P<f>[0-9]{1,9}))?)?"
 _OFFSET = r"(?P<tz>Z|[+-](?:0[0-9]|1[0-4])(?::?[0-5][0-9])?)"
 ISO_WITH_OFFSET = rf"{_DATE}[T ]{_TIME}{_OFFSET}"
 ISO_LOCAL = rf"{_DATE}(?:[T ]{_TIME})?"
+
+_DMY = r"(?P<d>[0-9]{1,2})/(?P<mo>[0-9]{1,2})/(?P<y>[0-9]{4})"
+_HM = r"(?P<h>[0-9]{1,2}):(?P<mi>[0-5][0-9])"
+_S = r":(?P<s>[0-5][0-9])"  # strptime's %S would take 60 and 61
 DAY_FIRST = {
-    "%d/%m/%Y": r"(?P<d>[0-9]{1,2})/(?P<mo>[0-9]{1,2})/(?P<y>[0-9]{4})",
-    "%d/%m/%Y %H:%M": r"(?P<d>[0-9]{1,2})/(?P<mo>[0-9]{1,2})/(?P<y>[0-9]{4}) (?P<h>[0-9]{1,2}):(?P<mi>[0-9]{2})",
-    "%d/%m/%Y %H:%M:%S": (
-        r"(?P<d>[0-9]{1,2})/(?P<mo>[0-9]{1,2})/(?P<y>[0-9]{4}) (?P<h>[0-9]{1,2}):(?P<mi>[0-9]{2}):(?P<s>[0-9]{2})"
-    ),
-    "%d/%m/%Y %H:%M:%S.%f": (
-        r"(?P<d>[0-9]{1,2})/(?P<mo>[0-9]{1,2})/(?P<y>[0-9]{4}) "
-        r"(?P<h>[0-9]{1,2}):(?P<mi>[0-9]{2}):(?P<s>[0-9]{2})\.(?P<f>[0-9]{1,6})"
-    ),
+    "%d/%m/%Y": _DMY,
+    "%d/%m/%Y %H:%M": rf"{_DMY} {_HM}",
+    "%d/%m/%Y %H:%M:%S": rf"{_DMY} {_HM}{_S}",
+    "%d/%m/%Y %H:%M:%S.%f": rf"{_DMY} {_HM}{_S}\.(?P<f>[0-9]{{1,6}})",
 }
-ANY_DAY_FIRST = r"[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}(?: [0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)?"
 EPOCH_SECONDS = r"(?P<sec>[0-9]{10})(?:\.(?P<f>[0-9]{1,6}))?"
 EPOCH_MILLISECONDS = r"(?P<ms>[0-9]{13})"
-ANY_EPOCH = r"[0-9]{10}(?:\.[0-9]{1,6})?|[0-9]{13}"
+
+
+def _any_of(*patterns: str) -> str:
+    """One pattern for several, group names dropped (a name may appear only once per pattern)."""
+    return "|".join(re.sub(r"\(\?P<[a-z]+>", "(?:", p) for p in patterns)
+
+
+ANY_DAY_FIRST = _any_of(*DAY_FIRST.values())
+ANY_EPOCH = _any_of(EPOCH_SECONDS, EPOCH_MILLISECONDS)
 
 _ISO_WITH_OFFSET_RE = re.compile(ISO_WITH_OFFSET)
 _ISO_LOCAL_RE = re.compile(ISO_LOCAL)
@@ -81,7 +90,7 @@ def parse_timestamps(s: pd.Series, default_tz: str = DEFAULT_TZ) -> pd.Series:
     other form costs one more regex pass over what is left, and only non-string objects are handled one by one.
     """
     if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s.dtype):
-        utc = _to_utc_naive(s.reset_index(drop=True), default_tz)
+        utc = _to_utc_naive(pd.DatetimeIndex(s), default_tz)
     elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         utc = _micros_to_ns(_epoch_micros(s.to_numpy(dtype=float, na_value=np.nan)))
     elif pd.api.types.is_bool_dtype(s.dtype):
@@ -176,13 +185,19 @@ def _epoch_micros(values: np.ndarray) -> np.ndarray:
 # Vectorised parsing. Each helper returns naive datetime64[ns] holding UTC wall time, NaT where unparsed.
 
 
+class _Rows(NamedTuple):
+    """Strings still to parse (pyarrow, to skip pandas' per-call overhead) and their rows in the column."""
+
+    text: pa.Array | pa.ChunkedArray
+    positions: np.ndarray
+
+
 def _parse_mixed(s: pd.Series, default_tz: str) -> np.ndarray:
     """Strings go through the vectorised path; other objects (datetimes, numbers) one by one."""
-    is_text = _is_text(s)
-    if is_text.all():
-        return _parse_text_column(s.astype("str").reset_index(drop=True), default_tz)
     out = np.full(len(s), _NAT)
-    out[is_text] = _parse_text_column(s[is_text].astype("str").reset_index(drop=True), default_tz)
+    is_text = _is_text(s)
+    text = s if is_text.all() else s[is_text]
+    _parse_text_rows(_Rows(pa.array(text.astype("str")), np.flatnonzero(is_text)), default_tz, out)
     for i in np.flatnonzero(~is_text):
         ts = parse_timestamp(s.iloc[i], default_tz)
         if ts is not None:
@@ -190,38 +205,44 @@ def _parse_mixed(s: pd.Series, default_tz: str) -> np.ndarray:
     return out
 
 
-def _parse_text_column(text: pd.Series, default_tz: str) -> np.ndarray:
+def _parse_text_rows(rows: _Rows, default_tz: str, out: np.ndarray) -> None:
     """Claim rows form by form, most common first, so a clean ISO column costs a single regex pass."""
-    out = np.full(len(text), _NAT)
-    todo = text.str.strip(_WHITESPACE).dropna()
+    todo = _Rows(pc.utf8_trim(rows.text, _WHITESPACE), rows.positions)
     aware, todo = _split(todo, ISO_WITH_OFFSET)
-    if len(aware):
-        out[aware.index] = _to_utc_naive(pd.to_datetime(aware, format="ISO8601", utc=True, errors="coerce"), default_tz)
+    _put_datetimes(out, aware, default_tz, format="ISO8601", utc=True)
     local, todo = _split(todo, ISO_LOCAL)
-    if len(local):
-        out[local.index] = _to_utc_naive(pd.to_datetime(local, format="ISO8601", errors="coerce"), default_tz)
+    _put_datetimes(out, local, default_tz, format="ISO8601")
     day_first, todo = _split(todo, ANY_DAY_FIRST)
     for fmt, pattern in DAY_FIRST.items():
         claimed, day_first = _split(day_first, pattern)
-        if len(claimed):
-            out[claimed.index] = _to_utc_naive(pd.to_datetime(claimed, format=fmt, errors="coerce"), default_tz)
+        _put_datetimes(out, claimed, default_tz, format=fmt)
     epoch, todo = _split(todo, ANY_EPOCH)
     seconds, millis = _split(epoch, EPOCH_SECONDS)
-    if len(seconds):
-        whole = seconds.str.slice(0, 10).astype("int64").to_numpy()
-        fraction = seconds.str.slice(11).str.ljust(6, "0").astype("int64").to_numpy()
-        out[seconds.index] = _micros_to_ns(whole * 1_000_000 + fraction)
-    if len(millis):
-        out[millis.index] = _micros_to_ns(millis.astype("int64").to_numpy() * 1000)
-    return out
+    if len(seconds.positions):
+        whole = pc.cast(pc.utf8_slice_codeunits(seconds.text, 0, 10), pa.int64()).to_numpy()
+        fraction = pc.utf8_rpad(pc.utf8_slice_codeunits(seconds.text, 11), width=6, padding="0")
+        out[seconds.positions] = _micros_to_ns(whole * 1_000_000 + pc.cast(fraction, pa.int64()).to_numpy())
+    if len(millis.positions):
+        out[millis.positions] = _micros_to_ns(pc.cast(millis.text, pa.int64()).to_numpy() * 1000)
 
 
-def _split(text: pd.Series, pattern: str) -> tuple[pd.Series, pd.Series]:
+def _split(rows: _Rows, pattern: str) -> tuple[_Rows, _Rows]:
     """(rows matching `pattern` in full, the other rows)."""
-    if not len(text):
-        return text, text
-    hit = text.str.fullmatch(pattern).to_numpy(dtype=bool, na_value=False)
-    return text[hit], text[~hit]
+    if not len(rows.positions):
+        return rows, rows
+    hit = pc.fill_null(pc.match_substring_regex(rows.text, f"^(?:{pattern})$"), False)
+    hit_np = hit.to_numpy(zero_copy_only=False)
+    return (
+        _Rows(rows.text.filter(hit), rows.positions[hit_np]),
+        _Rows(rows.text.filter(pc.invert(hit)), rows.positions[~hit_np]),
+    )
+
+
+def _put_datetimes(out: np.ndarray, rows: _Rows, default_tz: str, **to_datetime) -> None:
+    if len(rows.positions):
+        text = rows.text.to_numpy(zero_copy_only=False)
+        parsed = pd.to_datetime(text, errors="coerce", **to_datetime)
+        out[rows.positions] = _to_utc_naive(parsed, default_tz)
 
 
 def _micros_to_ns(micros: np.ndarray) -> np.ndarray:
@@ -231,13 +252,19 @@ def _micros_to_ns(micros: np.ndarray) -> np.ndarray:
     return out
 
 
-def _to_utc_naive(parsed: pd.Series, default_tz: str) -> np.ndarray:
-    """Aware or local-time datetimes to UTC wall time, NaT outside the accepted range (before going to ns)."""
-    if parsed.dt.tz is None:
-        parsed = parsed.dt.tz_localize(default_tz, ambiguous="NaT", nonexistent="NaT")
-    utc = parsed.dt.tz_convert("UTC")
-    utc = utc.where((utc >= EARLIEST) & (utc < LATEST))
-    return utc.dt.tz_localize(None).dt.as_unit("ns").to_numpy()
+def _to_utc_naive(parsed: pd.DatetimeIndex, default_tz: str) -> np.ndarray:
+    """Aware or local-time datetimes to UTC wall time as datetime64[ns], NaT outside the accepted range.
+
+    The range is checked in the parsed resolution, before converting to ns, where year 9999 would overflow.
+    """
+    if parsed.tz is None:
+        parsed = parsed.tz_localize(default_tz, ambiguous="NaT", nonexistent="NaT")
+    values = parsed.tz_convert("UTC").tz_localize(None).to_numpy()
+    earliest, latest = (np.datetime64(bound.tz_localize(None)).astype(values.dtype) for bound in (EARLIEST, LATEST))
+    out = np.full(len(values), _NAT)
+    ok = (values >= earliest) & (values < latest)
+    out[ok] = values[ok].astype("datetime64[ns]")
+    return out
 
 
 def _is_text(s: pd.Series) -> np.ndarray:

@@ -310,14 +310,16 @@ def _print_examples(settings, host: str, port: int) -> None:
     profiles, _ = load_online_profiles(settings)
     ids = json.dumps(list(profiles.index[:2]))
     base = f"http://{host}:{port}"
-    out.print("\nTry, once the service says it is listening:\n", highlight=False)
-    out.print(f"  curl -s {base}/healthz", highlight=False)
-    out.print(f"  curl -s -X POST {base}/propensity -H 'Content-Type: application/json' "
-              f"-d '{{\"customer_ids\": {ids}}}'", highlight=False)
-    out.print(f"  curl -s -X POST {base}/send_time -H 'Content-Type: application/json' "
-              f"-d '{{\"customer_ids\": {ids}, \"channel\": \"zalo_oa\", "
-              f"\"window_start\": \"2026-09-02T08:00:00+07:00\", "
-              f"\"window_end\": \"2026-09-03T08:00:00+07:00\"}}'\n", highlight=False)
+    body = json.dumps({"customer_ids": json.loads(ids), "channel": "zalo_oa",
+                       "window_start": "2026-09-02T08:00:00+07:00",
+                       "window_end": "2026-09-03T08:00:00+07:00"})
+    # Plain print: these lines are meant to be copied, so no wrapping by the console.
+    print("\nTry, once the service says it is listening:\n")
+    print(f"  curl -s {base}/healthz")
+    print(f"  curl -s -X POST {base}/propensity -H 'Content-Type: application/json' "
+          f"-d '{{\"customer_ids\": {ids}}}'")
+    print(f"  curl -s -X POST {base}/send_time -H 'Content-Type: application/json' -d '{body}'\n",
+          flush=True)
 
 
 def main() -> None:  # pragma: no cover

@@ -199,7 +199,7 @@ def test_normalize_phone_is_idempotent(raw):
 
 
 @FAST
-@given(st.lists(phone_like, max_size=30), st.booleans())
+@given(st.lists(phone_like, max_size=20), st.booleans())
 def test_normalize_phones_agrees_with_scalar(raws, as_strings):
     if as_strings:
         raws = [r if r is None else str(r) for r in raws]
@@ -328,7 +328,7 @@ amount_like = st.one_of(
 
 
 @FAST
-@given(st.lists(amount_like, max_size=30))
+@given(st.lists(amount_like, max_size=20))
 def test_parse_amounts_agrees_with_scalar(raws):
     values, bad = parse_amounts(pd.Series(raws, dtype=object))
     expected = [parse_amount(r) for r in raws]
@@ -340,7 +340,7 @@ def test_parse_amounts_agrees_with_scalar(raws):
 
 
 @FAST
-@given(st.lists(st.one_of(_amount_text, st.none()), max_size=30))
+@given(st.lists(st.one_of(_amount_text, st.none()), max_size=20))
 def test_parse_amounts_agrees_with_scalar_on_string_columns(raws):
     values, _ = parse_amounts(pd.Series(raws, dtype="str"))
     assert [None if math.isnan(v) else v for v in values] == [parse_amount(r) for r in raws]
@@ -476,14 +476,14 @@ time_like = st.one_of(
 
 
 @FAST
-@given(st.lists(st.text(max_size=25), max_size=30))
+@given(st.lists(st.text(max_size=25), max_size=20))
 def test_parse_timestamps_never_raises_and_keeps_length(texts):
     out = parse_timestamps(pd.Series(texts, dtype=object))
     assert len(out) == len(texts) and str(out.dtype) == "datetime64[ns, UTC]"
 
 
 @FAST
-@given(st.lists(time_like, max_size=30))
+@given(st.lists(time_like, max_size=20))
 def test_parse_timestamps_agrees_with_scalar(raws):
     out = parse_timestamps(pd.Series(raws, dtype=object))
     expected = [parse_timestamp(r) for r in raws]
@@ -491,7 +491,7 @@ def test_parse_timestamps_agrees_with_scalar(raws):
 
 
 @FAST
-@given(st.lists(st.one_of(written_times(), st.none()), max_size=30))
+@given(st.lists(st.one_of(written_times(), st.none()), max_size=20))
 def test_parse_timestamps_agrees_with_scalar_on_string_columns(raws):
     out = parse_timestamps(pd.Series(raws, dtype="str"))
     assert [None if ts is pd.NaT else ts for ts in out] == [parse_timestamp(r) for r in raws]
@@ -557,7 +557,7 @@ email_like = st.one_of(
 
 
 @FAST
-@given(st.lists(email_like, max_size=30), st.booleans())
+@given(st.lists(email_like, max_size=20), st.booleans())
 def test_normalize_emails_agrees_with_scalar(raws, gmail):
     out = normalize_emails(pd.Series(raws, dtype=object), gmail_canonical=gmail)
     assert out.tolist() == [normalize_email(r, gmail_canonical=gmail) for r in raws]

@@ -205,11 +205,12 @@ def export_reports(settings: Settings, out_dir: Path) -> list[Path]:
             version = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
         except MlflowException:
             continue
-        local = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path="report", dst_path=str(out_dir / f".{name}")
-        )
-        for html in Path(local).glob("*.html"):
-            target = out_dir / html.name
-            target.write_bytes(html.read_bytes())
-            written.append(target)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=version.run_id, artifact_path="report", dst_path=tmp
+            )
+            for html in Path(local).glob("*.html"):
+                target = out_dir / html.name
+                target.write_bytes(html.read_bytes())
+                written.append(target)
     return written

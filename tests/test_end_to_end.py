@@ -1,0 +1,169 @@
+"""The whole path on a small generated dataset: CLI → store → features → MLflow → BentoML over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from nhip.cli import app
+from nhip.settings import Settings
+
+pytestmark = pytest.mark.slow
+WINDOW = {"window_start": "2026-09-02T08:00:00+07:00", "window_end": "2026-09-03T08:00:00+07:00"}
+
+
+def _cli(env: dict, *args: str) -> str:
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exit_code == 0, f"nhip {' '.join(args)} failed:\n{result.output}\n{result.exception!r}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Run the documented commands once; the tests below inspect what they left behind."""
+    root = tmp_path_factory.mktemp("e2e")
+    env = {"NHIP_HOME": str(root / "home"), "HF_HUB_OFFLINE": "1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the CLI reads settings from the environment
+    try:
+        _cli(env, "demo-data", "--out", str(root / "data"), "--customers", "300", "--days", "200")
+        ingest = json.loads(_cli(env, "ingest", str(root / "data" / "events.jsonl"), "--json"))
+        _cli(env, "features", "build", "--as-of", "2026-08-29")
+        _cli(env, "train", "propensity", "--as-of", "2026-07-30", "--horizon-days", "30")
+        _cli(env, "train", "send-time", "--as-of", "2026-08-29")
+        _cli(env, "report", "--out", str(root / "reports"))
+        _cli(env, "score", "propensity", "--as-of", "2026-08-29", "--horizon-days", "30",
+             "--output", str(root / "propensity.csv"))
+        _cli(env, "score", "send-time", "--channel", "zalo_oa", "--from", "2026-09-02T08:00",
+             "--to", "2026-09-03T08:00", "--output", str(root / "send_time.csv"))
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    return {"root": root, "env": env, "ingest": ingest, "settings": Settings(home=root / "home")}
+
+
+def test_ingest_accounts_for_every_row(pipeline):
+    report = pipeline["ingest"]
+    assert report["rows_read"] > 10_000
+    assert report["rows_read"] == report["accepted"] + report["duplicates"] + report["quarantined"]
+
+
+def test_state_stays_in_the_workspace(pipeline):
+    home = pipeline["root"] / "home"
+    assert (home / "events.duckdb").exists()
+    assert (home / "qdrant").is_dir()
+    assert (home / "mlruns" / "mlflow.db").exists()
+
+
+def test_score_files_follow_the_contract(pipeline):
+    root = pipeline["root"]
+    scores = pd.read_csv(root / "propensity.csv")
+    assert list(scores.columns[:2]) == ["customer_id", "phone"]
+    assert list(scores.columns[-3:]) == ["score", "percentile", "bucket"]
+    assert set(scores["bucket"]) <= {"High", "Medium", "Low", "unscored"}
+    assert scores.loc[scores["bucket"] == "unscored", "score"].isna().all()
+    assert scores["score"].dropna().between(0, 1).all()
+    times = pd.read_csv(root / "send_time.csv")
+    assert list(times.columns[-3:]) == ["send_at", "score", "source"]
+    hours = pd.to_datetime(times["send_at"].dropna(), utc=True).dt.tz_convert("Asia/Ho_Chi_Minh").dt.hour
+    assert hours.between(8, 21).all()
+
+
+def test_reports_are_written_without_personal_data(pipeline):
+    root = pipeline["root"]
+    reports = sorted(p.name for p in (root / "reports").glob("*.html"))
+    assert reports == ["propensity.html", "send_time.html"]
+    text = (root / "reports" / "propensity.html").read_text(encoding="utf-8")
+    assert "Model quality" in text and "Chất lượng mô hình" in text
+    identities = pd.read_csv(root / "data" / "identities.csv", dtype=str)
+    phones = identities.loc[identities["id_type"] == "phone", "id_value"].head(50)
+    assert not any(p in text for p in phones)
+
+
+def test_a_trained_model_ranks_an_active_buyer_above_a_silent_customer(pipeline):
+    from models.names import PROPENSITY_MODEL
+    from serving.champions import load_champion
+
+    model = load_champion(pipeline["settings"], PROPENSITY_MODEL).model
+    common = dict.fromkeys(model.features_, 0.0)
+    active = {**common, "tenure_days": 150, "recency_days": 0.5, "purchase_recency_days": 3,
+              "n_purchases": 6, "n_purchases_30d": 2, "n_purchases_90d": 4, "monetary_total": 3e6,
+              "monetary_avg": 5e5, "purchase_interval_days": 20, "n_events": 200, "n_events_7d": 20,
+              "n_events_30d": 60, "n_page_views_30d": 25, "n_product_views_30d": 20,
+              "n_add_to_cart_7d": 2, "n_add_to_cart_30d": 4, "cart_recency_days": 1, "n_channels": 3,
+              "n_distinct_products": 8, "open_rate_90d": 0.5}
+    silent = {**common, "tenure_days": 400, "recency_days": 365, "purchase_recency_days": 380,
+              "n_purchases": 1, "monetary_total": 2e5, "monetary_avg": 2e5, "n_events": 5,
+              "n_channels": 1, "n_distinct_products": 1, "cart_recency_days": 390}
+    p = model.predict_proba(pd.DataFrame([active, silent]))[:, 1]
+    assert p[0] > p[1] + 0.1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_service_over_http_matches_the_models_in_process(pipeline):
+    from serving.scoring import load_scorer
+
+    port = _free_port()
+    env = {**os.environ, **pipeline["env"]}
+    nhip = Path(sys.executable).with_name("nhip")
+    server = subprocess.Popen([str(nhip), "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, "the service exited during start-up"
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the service did not become ready in 120 s"
+            time.sleep(0.5)
+        assert httpx.get(f"{base}/healthz").status_code == 200
+
+        scorer = load_scorer(pipeline["settings"])
+        ids = [*scorer.profiles.index[:5], "c_unknown"]
+        got = httpx.post(f"{base}/propensity", json={"customer_ids": ids}, timeout=30).json()
+        assert got["model_version"] == scorer.versions()["propensity"]
+        expected = scorer.propensity(ids)
+        for answer, want in zip(got["results"], expected):
+            assert answer["customer_id"] == want["customer_id"]
+            assert answer["status"] == want["status"]
+            if want["status"] == "scored":
+                assert answer["score"] == pytest.approx(want["score"])
+                assert answer["bucket"] == want["bucket"]
+        assert got["results"][-1]["status"] == "unknown"
+
+        body = {"customer_ids": ids, "channel": "zalo_oa", **WINDOW}
+        got = httpx.post(f"{base}/send_time", json=body, timeout=30).json()
+        expected = scorer.send_time(ids, "zalo_oa", WINDOW["window_start"], WINDOW["window_end"])
+        for answer, want in zip(got["results"], expected):
+            assert answer["status"] == want["status"]
+            if want["status"] == "scored":
+                assert pd.Timestamp(answer["send_at"]) == pd.Timestamp(want["send_at"])
+                assert answer["score"] == pytest.approx(want["score"])
+
+        bad = httpx.post(f"{base}/send_time", json={**body, "window_end": WINDOW["window_start"]})
+        assert bad.status_code == 400
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()

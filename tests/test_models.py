@@ -1,0 +1,97 @@
+from datetime import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.propensity import UNSCORED, PropensityModel, bucket_for, score_profiles
+from models.send_time import SendTimeModel, hour_of_week
+from training.evaluate import expected_calibration_error
+
+TZ = "Asia/Ho_Chi_Minh"
+
+
+def _synthetic(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"recency_days": rng.exponential(60, n), "n_events": rng.poisson(8, n) + 1.0})
+    true_p = 1 / (1 + np.exp(0.04 * X["recency_days"] - 0.1 * X["n_events"] + 0.5))
+    return X, true_p.to_numpy(), (rng.random(n) < true_p).astype(int)
+
+
+def test_propensity_is_calibrated_on_unseen_data():
+    X, _, y = _synthetic(6000, 1)
+    X_cal, _, y_cal = _synthetic(3000, 2)
+    X_test, true_p, y_test = _synthetic(6000, 3)
+    model = PropensityModel(features=("recency_days", "n_events"), n_estimators=100).fit(X, y, X_cal, y_cal)
+    p = model.predict_proba(X_test)[:, 1]
+    assert model.calibrated_
+    assert abs(p.mean() - y_test.mean()) < 0.02
+    # Over ten equal-count bins, predicted and observed rates differ by under 3 points on average.
+    assert expected_calibration_error(y_test, p) < 0.03
+    assert np.corrcoef(p, true_p)[0, 1] > 0.8
+
+
+def test_propensity_refuses_one_class_labels():
+    X, _, _ = _synthetic(100, 1)
+    with pytest.raises(ValueError, match="one class"):
+        PropensityModel(features=("recency_days",)).fit(X, np.zeros(100))
+
+
+def test_customers_with_little_history_are_unscored():
+    X, _, y = _synthetic(2000, 4)
+    model = PropensityModel(features=("recency_days", "n_events"), n_estimators=20).fit(X, y)
+    profiles = pd.DataFrame({"recency_days": [1.0, 1.0, 200.0], "n_events": [10.0, 1.0, 10.0]},
+                            index=["a", "b", "c"])
+    scores = score_profiles(model, profiles, min_events=3)
+    assert scores.loc["b", "bucket"] == UNSCORED and np.isnan(scores.loc["b", "score"])
+    assert scores.loc["a", "score"] > scores.loc["c", "score"]
+    assert scores.loc["a", "percentile"] == 1.0
+
+
+@pytest.mark.parametrize("pct,bucket", [(0.99, "High"), (0.75, "High"), (0.6, "Medium"), (0.1, "Low")])
+def test_buckets(pct, bucket):
+    assert bucket_for(pct) == bucket
+
+
+def _sends() -> pd.DataFrame:
+    """The shop sends at 9:00 and 20:00; `evening` opens only the 20:00 ones, `morning` only the 9:00."""
+    rows = []
+    days = pd.date_range("2026-03-02", periods=28, freq="D", tz=TZ)
+    for day in days:
+        for hour in (9, 20):
+            how = hour_of_week(pd.DatetimeIndex([day + pd.Timedelta(hours=hour)]))[0]
+            rows.append(("evening", "zalo_oa", how, int(hour == 20)))
+            rows.append(("morning", "zalo_oa", how, int(hour == 9)))
+            rows.append(("random", "zalo_oa", how, int(day.day % 3 == 0)))
+    return pd.DataFrame(rows, columns=["customer_id", "channel", "how", "opened"])
+
+
+def test_send_time_learns_each_customers_hour():
+    model = SendTimeModel().fit(_sends())
+    start = pd.Timestamp("2026-04-01 08:00", tz=TZ)
+    end = start + pd.Timedelta(hours=24)
+    evening, _, source = model.best_time("evening", "zalo_oa", start, end)
+    morning, _, _ = model.best_time("morning", "zalo_oa", start, end)
+    assert source == "customer"
+    assert abs(evening.hour - 20) <= 1
+    assert abs(morning.hour - 9) <= 1
+
+
+def test_send_time_falls_back_to_the_shop_curve():
+    model = SendTimeModel().fit(_sends())
+    curve, source = model.curve("never-seen", "zalo_oa")
+    assert source == "shop"
+    assert curve.shape == (168,)
+    _, other_source = model.curve("evening", "email")  # a channel with no sends at all
+    assert other_source == "shop"
+
+
+def test_send_time_never_picks_quiet_hours():
+    model = SendTimeModel().fit(_sends())
+    start = pd.Timestamp("2026-04-01 00:00", tz=TZ)
+    for hours in (6, 24, 72):
+        when, _, _ = model.best_time("evening", "zalo_oa", start, start + pd.Timedelta(hours=hours))
+        if when is not None:
+            assert time(8, 0) <= when.time() < time(21, 30)
+    night = pd.Timestamp("2026-04-01 22:00", tz=TZ)
+    assert model.best_time("evening", "zalo_oa", night, night + pd.Timedelta(hours=9))[0] is None

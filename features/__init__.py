@@ -13,7 +13,7 @@ import pandas as pd
 def profiles(as_of: str | date | datetime, settings=None) -> pd.DataFrame:
     """Customer profiles as they were at `as_of`, indexed by customer_id (a bare date = 00:00 VN time)."""
     from features.asof import parse_as_of
-    from features.profiles import build_profiles
+    from features.profile_features import build_profiles
     from features.store import open_store
     from nhip.settings import get_settings
 

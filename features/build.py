@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Callable
 
 from features.identity import resolve
-from features.profiles import build_profiles
+from features.profile_features import build_profiles
 from features.store import open_store
 
 

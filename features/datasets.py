@@ -14,7 +14,7 @@ import pandas as pd
 
 from features.feature_lists import FeatureList
 from features.identity import register_resolved_events
-from features.profiles import build_profiles, purchase_labels
+from features.profile_features import build_profiles, purchase_labels
 from features.store import LOCAL_OFFSET_HOURS
 
 

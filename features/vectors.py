@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.feature_lists import PROFILE_VECTOR_V1
-from features.profiles import CONSENT_CHANNELS
+from features.profile_features import CONSENT_CHANNELS
 
 RECENCY_HALF_LIFE_DAYS = 30.0
 PAYLOAD_FEATURES = ("recency_days", "n_purchases", "monetary_total")

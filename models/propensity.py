@@ -20,6 +20,9 @@ BUCKETS = (("High", 0.75), ("Medium", 0.50), ("Low", 0.0))
 class PropensityModel(ClassifierMixin, BaseEstimator):
     """LightGBM ranking, calibrated on a later time slice.
 
+    Platt scaling (`sigmoid`) is the default: isotonic regression on a few thousand rows gives the top
+    customers exactly 1.0, a certainty no marketer should be shown; `isotonic` stays available.
+
     Calibration must be fitted on rows the booster has not seen and that come later in time: the caller
     passes them as `X_cal, y_cal` (see `training.datasets.split_snapshots`). Without them the raw booster
     probabilities are used and `calibrated_` is False, which the report states.
@@ -34,7 +37,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         learning_rate: float = 0.03,
         num_leaves: int = 15,
         min_child_samples: int = 40,
-        calibration: str = "isotonic",
+        calibration: str = "sigmoid",
         random_state: int = 0,
     ):
         self.features = features

@@ -216,7 +216,7 @@ def score_propensity(
     """Score every customer known at as_of with the champion propensity model."""
     def body():
         from features.identity import resolve
-        from features.profiles import build_profiles
+        from features.profile_features import build_profiles
         from features.store import open_store
         from models.names import PROPENSITY_MODEL
         from models.propensity import score_profiles

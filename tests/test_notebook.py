@@ -38,6 +38,9 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     jupyter_dir = tmp_path / "jupyter"
     kernelspec.write_kernel_spec(jupyter_dir / "kernels" / "python3")
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_dir))
+    # Connection files and IPython state in the test folder: no user startup scripts, no writes to ~.
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert nb.metadata["kernelspec"]["name"] == "python3"

@@ -7,7 +7,7 @@ import pytest
 from features.asof import parse_as_of
 from features.identity import resolve
 from features.ingest import ingest_file
-from features.profiles import build_profiles, purchase_labels
+from features.profile_features import build_profiles, purchase_labels
 from features.store import open_store
 from tests.conftest import TINY_EVENTS, write_jsonl
 

@@ -58,9 +58,11 @@ def _profile_sql() -> str:
         f"count(*) FILTER (WHERE type = 'message_opened' AND {window(30)}) AS n_messages_opened_30d",
         f"count(*) FILTER (WHERE type = 'message_clicked' AND {window(30)}) "
         "AS n_messages_clicked_30d",
-        f"(count(*) FILTER (WHERE type = 'message_opened' AND {window(90)}))::DOUBLE "
-        f"/ nullif(count(*) FILTER (WHERE type = 'message_sent' AND {window(90)}), 0) "
-        "AS open_rate_90d",
+        # Distinct messages, capped at 1: a message opened twice, or sent just before the window and
+        # opened inside it, must not push the rate past 100%.
+        f"least(1.0, (count(DISTINCT message_id) FILTER (WHERE type = 'message_opened' AND {window(90)}))"
+        f"::DOUBLE / nullif(count(DISTINCT message_id) FILTER (WHERE type = 'message_sent' "
+        f"AND {window(90)}), 0)) AS open_rate_90d",
         "count(DISTINCT channel) FILTER (WHERE type NOT LIKE 'message_%') AS n_channels",
         "count(DISTINCT product_id) AS n_distinct_products",
         *(_consent_sql(c) for c in CONSENT_CHANNELS),

@@ -6,14 +6,16 @@ exports (`1,200,000`, `150000.5`) arrive too, so a separator's role is decided f
 - Both `.` and `,` present: the last one is the decimal separator, the other groups thousands
   (`1.200.000,5` and `1,200,000.5` are both 1200000.5).
 - One kind, repeated: thousands groups, which must be well-formed (`1.200.000`; `12.00.000` is rejected).
-- A single separator followed by exactly 3 digits groups thousands, `.` or `,` alike: `1.200` = `1,200` = 1200
-  (1.2 đồng is not a price), and `1.500k` = `1,500k` = 1 500 000 (nobody writes 1500 đồng as 1.5k with three
-  decimals). Any other digit count makes it a decimal separator: `150000.5`, `150000,5`, `1,5tr`, `1.25tr`.
+- A single separator followed by exactly 3 digits groups thousands, `.` or `,` alike: `1.200` = `1,200`
+  = 1200 (1.2 đồng is not a price), and `1.500k` = `1,500k` = 1 500 000 (nobody writes 1500 đồng as 1.5k
+  with three decimals). Any other digit count makes it a decimal separator: `150000.5`, `150000,5`, `1,5tr`,
+  `1.25tr`.
 - A whole part of 0 or of 4+ digits is never a thousands group: `0.500` = 0.5, `1000.500` = 1000.5.
-- Units: `k`/`nghìn`/`ngàn` = 1e3, `tr`/`triệu`/`trieu` = 1e6, `tỷ`/`tỉ`/`ty`/`ti` = 1e9. Spoken shorthand with
-  digits after the unit is a fraction of it: `1tr2` = 1.2e6, `2k5` = 2500, `1tr250` = 1.25e6. `m` is not a
-  unit (million or nothing?), so `2m` is unparseable.
-- Currency marks `đ`, `₫`, `vnđ`, `vnd`, `đồng`, `dong` may precede or follow; a leading `-` or `−` is a refund.
+- Units: `k`/`nghìn`/`ngàn` = 1e3, `tr`/`triệu`/`trieu` = 1e6, `tỷ`/`tỉ`/`ty`/`ti` = 1e9. Spoken shorthand
+  with digits after the unit is a fraction of it: `1tr2` = 1.2e6, `2k5` = 2500, `1tr250` = 1.25e6. The
+  English `m` is not a unit, so `2m` is unparseable rather than guessed.
+- Currency marks `đ`, `₫`, `vnđ`, `vnd`, `đồng`, `dong` may precede or follow; a leading `-` or `−` is a
+  refund.
 - Spaces may group thousands (`1 200 000`) when every group after the first has 3 digits and no `.`/`,`
   appears as well.
 - Scientific notation, `nan`, `inf`, booleans and an empty string give None: they are not written amounts.
@@ -64,7 +66,7 @@ def parse_amount(raw: object) -> float | None:
     """The amount as a float (negative for refunds), or None when missing or unparseable. Never raises."""
     try:
         return _parse(raw)
-    except (ValueError, OverflowError, TypeError):
+    except (ValueError, ArithmeticError, TypeError):
         return None
 
 
@@ -96,7 +98,7 @@ def parse_amounts(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 def _parse(raw: object) -> float | None:
     if raw is None or isinstance(raw, (bool, np.bool_)):
         return None
-    if isinstance(raw, numbers.Real):
+    if isinstance(raw, (numbers.Real, Decimal)):
         value = float(raw)
         return value if math.isfinite(value) else None
     if not isinstance(raw, str):
@@ -167,11 +169,11 @@ def _parse_distinct(uniques: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         values[positions[dotted]] = pc.cast(digits, pa.int64()).to_numpy()
         fast[positions[plain | dotted]] = True
     blank = np.zeros(len(uniques), dtype=bool)
+    raw = uniques.to_numpy(dtype=object)
     for i in np.flatnonzero(~fast):
-        raw = uniques.iloc[i]
-        value = parse_amount(raw)
+        value = parse_amount(raw[i])
         values[i] = np.nan if value is None else value
-        blank[i] = isinstance(raw, str) and not raw.strip()
+        blank[i] = isinstance(raw[i], str) and not raw[i].strip()
     return values, np.isnan(values) & ~blank
 
 
@@ -201,7 +203,7 @@ def _is_text(values: pd.Series) -> np.ndarray:
 
 
 def _factorize(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """`pd.factorize`, tolerating unhashable cells (lists and dicts from JSON), which are unparseable anyway."""
+    """`pd.factorize`, tolerating unhashable cells (lists, dicts from JSON), which are unparseable anyway."""
     try:
         return pd.factorize(s)
     except TypeError:

@@ -22,9 +22,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# Literal classes both Python `re` and pyarrow's RE2 read the same way.
-_ALLOWED = r'[^@\x00-\x20\x7f<>(),;:"\[\]\\]'
-EMAIL_PATTERN = rf"{_ALLOWED}+@{_ALLOWED.replace('[^', '[^.')}+(?:\.{_ALLOWED.replace('[^', '[^.')}+)+"
+# Literal classes that Python's `re` and pyarrow's RE2 read the same way.
+_LOCAL = r'[^@\x00-\x20\x7f<>(),;:"\[\]\\]+'
+_LABEL = r'[^.@\x00-\x20\x7f<>(),;:"\[\]\\]+'
+EMAIL_PATTERN = rf"{_LOCAL}@{_LABEL}(?:\.{_LABEL})+"
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
 _ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # exactly what str.strip() removes from ASCII text
 _GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
@@ -79,9 +80,11 @@ def _normalize_distinct(uniques: pd.Series, gmail_canonical: bool) -> np.ndarray
         out[positions[valid]] = cleaned.filter(valid).to_numpy(zero_copy_only=False)
         fast[positions] = True
         if gmail_canonical:
-            fast[positions[_fullmatch(cleaned, ".*@(?:gmail|googlemail)\\.com")]] = False
+            gmail = pc.or_(pc.ends_with(cleaned, "@gmail.com"), pc.ends_with(cleaned, "@googlemail.com"))
+            fast[positions[gmail.to_numpy(zero_copy_only=False)]] = False
+    raw = uniques.to_numpy(dtype=object)
     for i in np.flatnonzero(~fast):
-        out[i] = normalize_email(uniques.iloc[i], gmail_canonical)
+        out[i] = normalize_email(raw[i], gmail_canonical)
     return out
 
 

@@ -1,16 +1,16 @@
 """Customer names: a tidy display form, and a diacritics-insensitive key for candidate matching.
 
-Vietnamese names arrive composed or decomposed (NFC/NFD differ by source), with stray spaces, in capitals
-from POS terminals, or without diacritics from keyboards that lack them ("Nguyen Van An"). The display form
-keeps what the customer wrote; the key lets "NGUYỄN VĂN AN", "Nguyễn  Văn An" and "nguyen van an" compare
-equal.
+Vietnamese names arrive composed or decomposed (NFC/NFD differ by source), with stray spaces, in
+capitals from POS terminals, or without diacritics from keyboards that lack them ("Nguyen Van An"). The
+display form keeps what the customer wrote; the key lets "NGUYỄN VĂN AN", "Nguyễn  Văn An" and
+"nguyen van an" compare equal.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import numpy as np
 import pandas as pd
@@ -68,7 +68,7 @@ def _clean(raw: object, form: str) -> str | None:
     return text if any(ch.isalpha() for ch in text) else None
 
 
-def _per_distinct(s: pd.Series, convert) -> pd.Series:
+def _per_distinct(s: pd.Series, convert: Callable[[object], str | None]) -> pd.Series:
     try:
         codes, uniques = pd.factorize(s)
     except TypeError:  # unhashable cells (lists, dicts from JSON) are not names

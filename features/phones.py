@@ -12,11 +12,11 @@ Accepted after normalisation (national significant number = the digits after `+8
 Decisions for ambiguous input:
 - A bare national number without its 0 (`912345678`, `2838221234`) is accepted: spreadsheets and numeric CSV
   columns strip leading zeros, and no other reading of such a string exists in a phone column.
-- `84…` without `+` is the country code only when at least 11 digits follow the `8`; a 9-digit `84…` is a
+- `84…` without `+` is read as the country code only in numbers of 11 or more digits; a 9-digit `84…` is a
   zero-stripped `084…` VinaPhone number.
 - A trunk 0 written after the country code (`+84 0912 345 678`) is dropped.
-- Pre-2017 landlines (`08 3822 1234`, old HCMC) are indistinguishable from today's `083…` mobiles and are read
-  as mobiles; nothing guesses there.
+- Pre-2017 landlines (`08 3822 1234`, old HCMC) cannot be told from today's `083…` mobiles, so they are read
+  as mobiles; old 10-digit landlines are not converted.
 - Letters anywhere (`ext`, `tel:`, `x12`) reject the value: we do not guess which digits are the phone.
 """
 
@@ -171,8 +171,9 @@ def _normalize_distinct(uniques: pd.Series) -> np.ndarray:
         e164 = pc.replace_substring_regex(compact.filter(matched), _FAST_PREFIX, "+84")
         out[positions] = e164.to_numpy(zero_copy_only=False)
         fast[positions] = True
+    raw = uniques.to_numpy(dtype=object)
     for i in np.flatnonzero(~fast):
-        out[i] = normalize_phone(uniques.iloc[i])
+        out[i] = normalize_phone(raw[i])
     return out
 
 

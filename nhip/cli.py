@@ -113,9 +113,8 @@ def ingest(
         settings.ensure_dirs()
         reports = []
         for path in paths:
-            if not as_json:
-                err.print(f"importing {path} …")
-            reports.append(ingest_file(path, settings.store_path))
+            with err.status(f"importing {path} …"):
+                reports.append(ingest_file(path, settings.store_path))
         totals = {k: sum(getattr(r, k) for r in reports)
                   for k in ("rows_read", "accepted", "duplicates", "quarantined")}
         if as_json:

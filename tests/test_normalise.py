@@ -18,7 +18,7 @@ from features.names import name_key, name_keys, normalize_name, normalize_names
 from features.phones import OLD_MOBILE_PREFIXES, normalize_phone, normalize_phones, phone_problem
 from features.timestamps import parse_timestamp, parse_timestamps
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 
 
 def utc(text: str) -> pd.Timestamp:
@@ -266,7 +266,8 @@ AMOUNTS = [
 
 BAD_AMOUNTS = [
     None, float("nan"), float("inf"), True, "", "   ", "abc", "12.00.000", "1.2.3", "1,2.3", "150.", "150,",
-    "2m", "1e5", "nan", "inf", "1.200 000", "1tr2k", "1.5tr2", "đ", "tr", "--150", "150-", "9" * 400, [1], {},
+    "2m", "1e5", "nan", "inf", "1.200 000", "1tr2k", "1.5tr2", "đ", "tr", "--150", "150-", "9" * 400,
+    [1], {},
 ]
 
 
@@ -306,25 +307,30 @@ def test_parse_amount_never_raises(text):
 
 
 @st.composite
-def _amount_text(draw):
-    """Digit groups joined by `.`/`,`/space, with optional sign, unit and currency: valid and invalid mixes."""
-    groups = draw(st.lists(st.text("0123456789", min_size=1, max_size=4), min_size=1, max_size=4))
-    number = groups[0] + "".join(draw(st.sampled_from([".", ",", " "])) + g for g in groups[1:])
-    sign = draw(st.sampled_from(["", "-", "−"]))
+def written_amounts(draw):
+    """An amount written with `.`/`,`/space grouping, a decimal part, sign, unit and currency, or not."""
+    number = f"{draw(st.integers(0, 10**10)):,}".replace(",", draw(st.sampled_from([".", ",", " ", ""])))
+    number += draw(st.sampled_from(["", "", ",5", ".5", ",25", ".125", ".", ",0005"]))
+    sign = draw(st.sampled_from(["", "", "-", "−"]))
     unit = draw(st.sampled_from(["", "", "k", "tr", " triệu", "tỷ", "K", "tr5"]))
     return sign + number + unit + draw(st.sampled_from(["", "đ", " VNĐ", "VND", "₫"]))
 
 
-_amount_text = _amount_text()
 amount_like = st.one_of(
-    _amount_text,
-    st.text(alphabet="0123456789.,-đk tr", max_size=12),
-    st.text(max_size=10),
-    st.integers(min_value=-10**12, max_value=10**12),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.booleans(),
-    st.none(),
+    written_amounts(),
+    st.one_of(
+        st.text(alphabet="0123456789.,-đk tr", max_size=12),
+        st.text(max_size=10),
+        st.integers(min_value=-10**12, max_value=10**12),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.booleans(),
+        st.none(),
+    ),
 )
+
+
+def _or_none(values) -> list:
+    return [None if pd.isna(v) else v for v in values]
 
 
 @FAST
@@ -332,18 +338,14 @@ amount_like = st.one_of(
 def test_parse_amounts_agrees_with_scalar(raws):
     values, bad = parse_amounts(pd.Series(raws, dtype=object))
     expected = [parse_amount(r) for r in raws]
-    assert [None if math.isnan(v) else v for v in values] == expected
+    assert _or_none(values) == expected
     for raw, value, flagged in zip(raws, expected, bad):
         missing = raw is None or (isinstance(raw, float) and math.isnan(raw))
         blank = isinstance(raw, str) and not raw.strip()
         assert flagged == (value is None and not missing and not blank)
-
-
-@FAST
-@given(st.lists(st.one_of(_amount_text, st.none()), max_size=20))
-def test_parse_amounts_agrees_with_scalar_on_string_columns(raws):
-    values, _ = parse_amounts(pd.Series(raws, dtype="str"))
-    assert [None if math.isnan(v) else v for v in values] == [parse_amount(r) for r in raws]
+    texts = [r for r in raws if r is None or isinstance(r, str)]
+    values, _ = parse_amounts(pd.Series(texts, dtype="str"))
+    assert _or_none(values) == [parse_amount(r) for r in texts]
 
 
 # Timestamps.
@@ -398,8 +400,9 @@ TIMESTAMPS = [
 
 BAD_TIMESTAMPS = [
     None, float("nan"), True, "", "garbage", "31/02/2026", "2026-02-30", "2026-13-01", "32/01/2026 10:00",
-    "2026-03-01T24:00:00Z", "2026-03-01T09:60:00", "2026-03-01T09:15:00+25:00", "1970-01-01", "1989-12-31T23:59:59Z",
-    "2101-01-01T00:00:00Z", "9999-12-31", "0000-01-01", "9999999999", 1e9 - 1, 123, "2026/03/01", "03-01-2026",
+    "2026-03-01T24:00:00Z", "2026-03-01T09:60:00", "2026-03-01T09:15:00+25:00", "01/03/2026 09:15:60",
+    "1970-01-01", "1989-12-31T23:59:59Z", "2101-01-01T00:00:00Z", "9999-12-31", "0000-01-01", "9999999999",
+    1e9 - 1, 123, "2026/03/01", "03-01-2026",
     "2026-03-01T09", "20260301", "01/03/26", "2026-03-01t09:15:00z", pd.NaT, [2026],
 ]
 
@@ -427,11 +430,12 @@ def test_parse_timestamps_matches_table():
 def test_parse_timestamps_typed_columns():
     naive = pd.Series(pd.to_datetime(["2026-03-01 09:15", None]))
     assert parse_timestamps(naive).tolist() == [utc("2026-03-01T02:15"), pd.NaT]
-    aware = pd.Series(pd.to_datetime(["2026-03-01T09:15:00+07:00", "1970-01-01T00:00:00Z"], format="ISO8601", utc=True))
+    aware = pd.Series(pd.to_datetime(["2026-03-01T02:15Z", "1970-01-01T00:00Z"])).dt.tz_convert("Asia/Bangkok")
     assert parse_timestamps(aware).tolist() == [utc("2026-03-01T02:15"), pd.NaT]
-    epochs = pd.Series([1772331300, 1772331300123, 17, -1772331300])
-    assert parse_timestamps(epochs).tolist() == [utc("2026-03-01T02:15"), utc("2026-03-01T02:15:00.123"), pd.NaT, pd.NaT]
-    assert parse_timestamps(pd.Series([1772331300.25, np.nan])).tolist() == [utc("2026-03-01T02:15:00.25"), pd.NaT]
+    epochs = parse_timestamps(pd.Series([1772331300, 1772331300123, 17, -1772331300]))
+    assert epochs.tolist() == [utc("2026-03-01T02:15"), utc("2026-03-01T02:15:00.123"), pd.NaT, pd.NaT]
+    floats = parse_timestamps(pd.Series([1772331300.25, np.nan]))
+    assert floats.tolist() == [utc("2026-03-01T02:15:00.25"), pd.NaT]
     assert parse_timestamps(pd.Series([True, False])).isna().all()
     assert len(parse_timestamps(pd.Series([], dtype=object))) == 0
 
@@ -443,35 +447,38 @@ def test_parse_timestamps_other_default_tz():
 
 @st.composite
 def written_times(draw):
-    """A time in one of the accepted shapes; components may be out of range so some must fail."""
+    """A time in one of the accepted shapes; components may be out of range, so some must fail."""
+    shape = draw(st.sampled_from(["iso", "iso", "iso-date", "day-first", "epoch-s", "epoch-ms", "noise"]))
+    if shape == "epoch-s":
+        return str(draw(st.integers(10**9 - 5, 10**10 + 5))) + draw(st.sampled_from(["", ".25", ".1234567"]))
+    if shape == "epoch-ms":
+        return str(draw(st.integers(10**12 - 5, 10**13 + 5)))
+    if shape == "noise":
+        return draw(st.text(alphabet="0123456789-/:T Z+.", max_size=25))
     year = draw(st.sampled_from([1970, 1989, 1990, 2000, 2024, 2026, 2100, 2101, 9999]))
     month, day = draw(st.integers(0, 13)), draw(st.integers(0, 32))
     hour, minute, second = draw(st.integers(0, 25)), draw(st.integers(0, 60)), draw(st.integers(0, 60))
     fraction = draw(st.sampled_from(["", ".5", ".123", ".123456", ".123456789"]))
-    offset = draw(st.sampled_from(["", "Z", "+07:00", "+0700", "+07", "-05:30", "+14:00", "-11:00"]))
-    shape = draw(st.integers(0, 5))
-    if shape == 0:
-        sep = draw(st.sampled_from(["T", " "]))
+    if shape == "iso":
+        sep, offset = draw(st.sampled_from(["T", " "])), draw(st.sampled_from(_OFFSETS))
         return f"{year:04d}-{month:02d}-{day:02d}{sep}{hour:02d}:{minute:02d}:{second:02d}{fraction}{offset}"
-    if shape == 1:
+    if shape == "iso-date":
         return f"{year:04d}-{month:02d}-{day:02d}" + draw(st.sampled_from(["", f"T{hour:02d}:{minute:02d}"]))
-    if shape == 2:
-        time = draw(st.sampled_from(["", f" {hour}:{minute:02d}", f" {hour:02d}:{minute:02d}:{second:02d}"]))
-        return f"{day}/{month:02d}/{year}{time}" + (fraction[:4] if time.count(":") == 2 else "")
-    if shape == 3:
-        return str(draw(st.integers(10**9 - 5, 10**10 + 5))) + draw(st.sampled_from(["", ".25", ".1234567"]))
-    if shape == 4:
-        return str(draw(st.integers(10**12 - 5, 10**13 + 5)))
-    return draw(st.text(alphabet="0123456789-/:T Z+.", max_size=25))
+    time = draw(st.sampled_from(["", f" {hour}:{minute:02d}", f" {hour:02d}:{minute:02d}:{second:02d}"]))
+    return f"{day}/{month:02d}/{year}{time}" + (fraction[:4] if time.count(":") == 2 else "")
 
+
+_OFFSETS = ["", "Z", "+07:00", "+0700", "+07", "-05:30", "+14:00", "-11:00", "+15:00"]
 
 time_like = st.one_of(
     written_times(),
-    st.text(max_size=20),
-    st.integers(min_value=0, max_value=10**13 + 5),
-    st.floats(min_value=1e9, max_value=1e13),
-    st.datetimes(min_value=dt.datetime(1985, 1, 1), max_value=dt.datetime(2105, 1, 1)),
-    st.none(),
+    st.one_of(
+        st.text(max_size=20),
+        st.integers(min_value=0, max_value=10**13 + 5),
+        st.floats(min_value=1e9, max_value=1e13),
+        st.datetimes(min_value=dt.datetime(1985, 1, 1), max_value=dt.datetime(2105, 1, 1)),
+        st.none(),
+    ),
 )
 
 
@@ -486,15 +493,10 @@ def test_parse_timestamps_never_raises_and_keeps_length(texts):
 @given(st.lists(time_like, max_size=20))
 def test_parse_timestamps_agrees_with_scalar(raws):
     out = parse_timestamps(pd.Series(raws, dtype=object))
-    expected = [parse_timestamp(r) for r in raws]
-    assert [None if ts is pd.NaT else ts for ts in out] == expected
-
-
-@FAST
-@given(st.lists(st.one_of(written_times(), st.none()), max_size=20))
-def test_parse_timestamps_agrees_with_scalar_on_string_columns(raws):
-    out = parse_timestamps(pd.Series(raws, dtype="str"))
-    assert [None if ts is pd.NaT else ts for ts in out] == [parse_timestamp(r) for r in raws]
+    assert _or_none(out) == [parse_timestamp(r) for r in raws]
+    texts = [r for r in raws if r is None or isinstance(r, str)]
+    out = parse_timestamps(pd.Series(texts, dtype="str"))
+    assert _or_none(out) == [parse_timestamp(r) for r in texts]
 
 
 # Emails.
@@ -545,7 +547,7 @@ written_emails = st.builds(
     st.sampled_from(["", " ", "\t"]),
     st.text(alphabet="abcXY.+-_1 ", max_size=8),
     st.sampled_from(["@", "@", "@@", ""]),
-    st.sampled_from(["gmail.com", "GoogleMail.com", "yahoo.com", "cong-ty.com.vn", "b", "c..d", ".com", "ví-dụ.vn"]),
+    st.sampled_from(["gmail.com", "GoogleMail.com", "yahoo.com", "cong-ty.vn", "b", "c..d", ".com", "ví.vn"]),
 )
 email_like = st.one_of(
     written_emails,

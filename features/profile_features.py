@@ -16,6 +16,9 @@ from features.identity import register_resolved_events
 from features.schema import IDENTIFIER_FIELDS
 
 CONSENT_CHANNELS: tuple[str, ...] = ("email", "sms", "zalo_oa")
+# What the customer did, as opposed to what the shop did to them: a campaign sent yesterday is not
+# activity, so it must not make a silent customer look recent or give them enough history to score.
+ACTIVE = "type NOT IN ('message_sent', 'message_delivered')"
 _GRANT = ("subscribe", "consent_granted", "follow")
 _REVOKE = ("unsubscribe", "consent_revoked", "unfollow")
 
@@ -36,7 +39,7 @@ def _profile_sql() -> str:
     window = lambda d: f"ts > $as_of - INTERVAL {d} DAY"  # noqa: E731
     columns = [
         f"{_days_since('min(ts)')} AS tenure_days",
-        f"{_days_since('max(ts)')} AS recency_days",
+        f"{_days_since(f'max(ts) FILTER (WHERE {ACTIVE})')} AS recency_days",
         f"{_days_since(f'max(ts) FILTER (WHERE {purchase})')} AS purchase_recency_days",
         f"count(*) FILTER (WHERE {purchase}) AS n_purchases",
         f"count(*) FILTER (WHERE {purchase} AND {window(30)}) AS n_purchases_30d",
@@ -46,9 +49,9 @@ def _profile_sql() -> str:
         "CASE WHEN count(*) FILTER (WHERE {p}) > 1 THEN date_diff('second', "
         "min(ts) FILTER (WHERE {p}), max(ts) FILTER (WHERE {p})) / 86400.0 "
         "/ (count(*) FILTER (WHERE {p}) - 1) END AS purchase_interval_days".format(p=purchase),
-        "count(*) AS n_events",
-        f"count(*) FILTER (WHERE {window(7)}) AS n_events_7d",
-        f"count(*) FILTER (WHERE {window(30)}) AS n_events_30d",
+        f"count(*) FILTER (WHERE {ACTIVE}) AS n_events",
+        f"count(*) FILTER (WHERE {ACTIVE} AND {window(7)}) AS n_events_7d",
+        f"count(*) FILTER (WHERE {ACTIVE} AND {window(30)}) AS n_events_30d",
         f"count(*) FILTER (WHERE type = 'page_view' AND {window(30)}) AS n_page_views_30d",
         f"count(*) FILTER (WHERE type = 'product_view' AND {window(30)}) AS n_product_views_30d",
         f"count(*) FILTER (WHERE type = 'add_to_cart' AND {window(7)}) AS n_add_to_cart_7d",

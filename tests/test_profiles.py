@@ -56,6 +56,10 @@ def test_profile_values(store):
     assert lan["n_channels"] == 3  # web, pos, zalo_oa
     minh = profiles[profiles["n_purchases"] == 0].iloc[0]
     assert minh["open_rate_90d"] == 1.0
+    # The shop's send is not Minh's activity: only his open counts, and it sets his recency.
+    assert minh["n_events"] == 1
+    assert minh["recency_days"] == pytest.approx((parse_as_of("2026-03-05") - parse_as_of(
+        "2026-03-03T20:30")).total_seconds() / 86400)
 
 
 def test_future_events_change_no_feature_and_no_customer(store, workspace, tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment
 
+from features.asof import to_local
 from models.propensity import score_profiles
 from training.evaluate import calibration_table, grade, lift_curve
 
@@ -95,9 +96,7 @@ def propensity_report(result, fingerprint: dict) -> str:
     drivers = (drivers / drivers.sum()).to_frame("share of gain / tỷ trọng")
     buckets = scored["bucket"].value_counts().reindex(["High", "Medium", "Low"]).fillna(0).astype(int)
     top20 = scored["percentile"] >= 0.8
-    long_shots = (test.set_index("customer_id")["n_purchases"].reindex(scored.index).to_numpy() > 0) & (
-        scored["percentile"].between(0.25, 0.65).to_numpy()
-    )
+    long_shots = (test["n_purchases"] > 0) & scored["percentile"].between(0.25, 0.65)
     audiences = pd.DataFrame(
         {
             "customers / khách": [int(top20.sum()), int(long_shots.sum())],
@@ -107,7 +106,7 @@ def propensity_report(result, fingerprint: dict) -> str:
     )
     grade_html = (
         f'<p class="grade">{_GRADE_VI[quality]} <span class="en">/ {quality}</span></p>'
-        f"<p>Horizon {result.model.horizon_days} days, test snapshot {result.plan.test:%Y-%m-%d}, "
+        f"<p>Horizon {result.model.horizon_days} days, test snapshot {to_local(result.plan.test):%Y-%m-%d}, "
         f"{m['rows']} customers, base rate {m['base_rate']:.1%}, calibration error {m['ece']:.3f}, "
         f"calibrated: {result.model.calibrated_}.</p>"
     )

@@ -60,7 +60,7 @@ class IngestReport:
 
 
 @dataclass
-class _RawRows:
+class RawRows:
     """Rows as read from a file: parsed records plus rows that could not even be parsed."""
 
     records: list[dict]
@@ -69,8 +69,8 @@ class _RawRows:
     unreadable: list[tuple[int, str, str]]  # (line, raw text, reason)
 
 
-def read_jsonl(path: Path) -> _RawRows:
-    out = _RawRows([], [], [], [])
+def read_jsonl(path: Path) -> RawRows:
+    out = RawRows([], [], [], [])
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -94,8 +94,8 @@ def read_jsonl(path: Path) -> _RawRows:
     return out
 
 
-def read_csv(path: Path) -> _RawRows:
-    out = _RawRows([], [], [], [])
+def read_csv(path: Path) -> RawRows:
+    out = RawRows([], [], [], [])
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -120,7 +120,7 @@ def read_csv(path: Path) -> _RawRows:
     return out
 
 
-def read_parquet(path: Path) -> _RawRows:
+def read_parquet(path: Path) -> RawRows:
     frame = pd.read_parquet(path)
     records = [
         {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and np.isnan(v))}
@@ -128,10 +128,10 @@ def read_parquet(path: Path) -> _RawRows:
     ]
     lines = list(range(1, len(records) + 1))
     raw = [json.dumps(r, ensure_ascii=False, default=str) for r in records]
-    return _RawRows(records, lines, raw, [])
+    return RawRows(records, lines, raw, [])
 
 
-READERS: dict[str, Callable[[Path], _RawRows]] = {
+READERS: dict[str, Callable[[Path], RawRows]] = {
     ".jsonl": read_jsonl,
     ".ndjson": read_jsonl,
     ".json": read_jsonl,
@@ -248,21 +248,69 @@ def normalise(records: list[dict]) -> tuple[pd.DataFrame, pd.Series]:
     return out, reason
 
 
+ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
+
+
 @dataclass
-class _Batch:
-    accepted: pd.DataFrame
-    quarantine: list[tuple[int, str, str]]
+class RowOutcome:
+    """What became of one row: its line (or position in a batch), status and, if quarantined, why."""
+
+    line: int
+    status: str
+    reason: str | None = None
 
 
-def _prepare(rows: _RawRows) -> _Batch:
+def store_rows(
+    con, rows: RawRows, source: str, started: datetime | None = None
+) -> tuple[IngestReport, list[RowOutcome]]:
+    """Normalise, dedupe and insert rows on an open connection; the caller owns the transaction.
+
+    Shared by file imports (one transaction per file) and the HTTP collector (one per batch).
+    """
+    started = started or datetime.now(timezone.utc).replace(tzinfo=None)
     events, reason = normalise(rows.records)
-    rejected = reason.notna()
-    quarantine = list(rows.unreadable)
-    for i in np.flatnonzero(rejected.to_numpy()):
+    rejected = reason.notna().to_numpy()
+    outcomes = [RowOutcome(line, QUARANTINED, why) for line, _, why in rows.unreadable]
+    quarantine = [(line, raw, why) for line, raw, why in rows.unreadable]
+    for i in np.flatnonzero(rejected):
         quarantine.append((rows.lines[i], rows.raw_text[i], reason.iat[i]))
+
     events = events[~rejected].copy()
     events["event_key"] = event_keys(events) if len(events) else pd.Series(dtype=object)
-    return _Batch(events, quarantine)
+    events["ts"] = events["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
+    events["source"] = source
+    events["ingested_at"] = started
+    events = events[list(EVENT_COLUMNS)]
+    con.register("incoming", events)
+    stored = {k for (k,) in con.execute(
+        "SELECT event_key FROM events WHERE event_key IN (SELECT event_key FROM incoming)").fetchall()}
+    con.unregister("incoming")
+    is_new = (~events["event_key"].duplicated() & ~events["event_key"].isin(stored)).to_numpy()
+    fresh = events[is_new]
+    con.register("fresh_rows", fresh)
+    columns = ", ".join(EVENT_COLUMNS)
+    con.execute(f"INSERT INTO events ({columns}) SELECT {columns} FROM fresh_rows")
+    con.unregister("fresh_rows")
+    if quarantine:
+        frame = pd.DataFrame(quarantine, columns=["line", "raw", "reason"])
+        frame.insert(0, "source", source)
+        frame["ingested_at"] = started
+        con.register("quarantined_rows", frame)
+        con.execute("INSERT INTO quarantine SELECT * FROM quarantined_rows")
+        con.unregister("quarantined_rows")
+
+    kept = iter(is_new)
+    for i, line in enumerate(rows.lines):
+        if rejected[i]:
+            outcomes.append(RowOutcome(line, QUARANTINED, reason.iat[i]))
+        else:
+            outcomes.append(RowOutcome(line, ACCEPTED if next(kept) else DUPLICATE))
+    report = IngestReport(source, rows_read=len(rows.records) + len(rows.unreadable))
+    report.accepted = int(is_new.sum())
+    report.duplicates = len(events) - report.accepted
+    report.quarantined = len(quarantine)
+    report.reasons.update(why for _, _, why in quarantine)
+    return report, outcomes
 
 
 def ingest_file(path: Path, store_path: Path, source: str | None = None) -> IngestReport:
@@ -276,40 +324,14 @@ def ingest_file(path: Path, store_path: Path, source: str | None = None) -> Inge
     source = source or path.name
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = reader(path)
-    batch = _prepare(rows)
-    report = IngestReport(source, rows_read=len(rows.records) + len(rows.unreadable))
-    report.quarantined = len(batch.quarantine)
-    report.reasons.update(r for _, _, r in batch.quarantine)
-
-    events = batch.accepted
-    events["ts"] = events["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
-    events["source"] = source
-    events["ingested_at"] = started
-    events = events[list(EVENT_COLUMNS)]
-    quarantine = pd.DataFrame(batch.quarantine, columns=["line", "raw", "reason"])
-    quarantine.insert(0, "source", source)
-    quarantine["ingested_at"] = started
-
     con = connect(store_path, create=True)
     try:
         con.execute("BEGIN TRANSACTION")
-        con.register("incoming", events)
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE fresh AS "
-            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY event_key ORDER BY ts) AS _n "
-            "FROM incoming) WHERE _n = 1 AND event_key NOT IN (SELECT event_key FROM events)"
-        )
-        report.accepted = con.execute("SELECT count(*) FROM fresh").fetchone()[0]
-        report.duplicates = len(events) - report.accepted
-        columns = ", ".join(EVENT_COLUMNS)
-        con.execute(f"INSERT INTO events ({columns}) SELECT {columns} FROM fresh")
-        con.register("quarantined_rows", quarantine)
-        con.execute("INSERT INTO quarantine SELECT * FROM quarantined_rows")
-        finished = datetime.now(timezone.utc).replace(tzinfo=None)
+        report, _ = store_rows(con, rows, source, started)
         con.execute(
             "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?)",
             [source, report.rows_read, report.accepted, report.duplicates, report.quarantined,
-             started, finished],
+             started, datetime.now(timezone.utc).replace(tzinfo=None)],
         )
         con.execute("COMMIT")
     except BaseException:

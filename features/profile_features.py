@@ -13,9 +13,12 @@ import duckdb
 import pandas as pd
 
 from features.identity import register_resolved_events
-from features.schema import IDENTIFIER_FIELDS
+from features.schema import IDENTIFIER_FIELDS, MESSAGE_CHANNELS
 
-CONSENT_CHANNELS: tuple[str, ...] = ("email", "sms", "zalo_oa")
+# Channels a shop can message; each gets a `consent_<channel>` column: the latest consent event wins
+# (subscribe / consent_granted / follow grant, unsubscribe / consent_revoked / unfollow revoke), and no
+# consent event at all means no consent.
+CONSENT_CHANNELS: tuple[str, ...] = MESSAGE_CHANNELS
 # What the customer did, as opposed to what the shop did to them: a campaign sent yesterday is not
 # activity, so it must not make a silent customer look recent or give them enough history to score.
 ACTIVE = "type NOT IN ('message_sent', 'message_delivered')"

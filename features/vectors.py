@@ -102,10 +102,18 @@ def open_qdrant(settings):
     return QdrantClient(path=str(settings.qdrant_path))
 
 
+def collection_behind(client, alias: str) -> str | None:
+    """The collection an alias points at (None when there is none yet)."""
+    for entry in client.get_aliases().aliases:
+        if entry.alias_name == alias:
+            return entry.collection_name
+    return None
+
+
 def _swap_in(client, alias: str, collection: str) -> None:
     from qdrant_client import models
 
-    old = [a.collection_name for a in client.get_aliases().aliases if a.alias_name == alias]
+    old = [name] if (name := collection_behind(client, alias)) else []
     actions = [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))] if old else []
     actions.append(models.CreateAliasOperation(
         create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)))

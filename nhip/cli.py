@@ -62,6 +62,7 @@ def _progress() -> Progress:
 
 def _run(fn):
     """Run a command body, turning known, user-fixable failures into one-line errors."""
+    from features.erasure import ErasureError
     from features.ingest import IngestError
     from features.store import StoreMissingError
     from serving.champions import NoChampionError
@@ -69,7 +70,7 @@ def _run(fn):
 
     try:
         return fn()
-    except (UserError, IngestError, StoreMissingError, NoChampionError, NotEnoughDataError,
+    except (UserError, IngestError, StoreMissingError, ErasureError, NoChampionError, NotEnoughDataError,
             LookupError, FileNotFoundError) as exc:
         _fail(str(exc).strip("'\""))
     except Exception as exc:  # duckdb lock errors and the like are still one line, not a traceback
@@ -266,6 +267,89 @@ def score_send_time(
         output.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(output, index_label="customer_id")
         out.print(f"wrote {len(table):,} customers to {output} with {scorer.send_time_champion.label}")
+    _run(body)
+
+
+quarantine_app = typer.Typer(help="Rows that could not be imported, with their reasons.",
+                              no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+def _quarantine_frame(source: Optional[str], reason: Optional[str]):
+    from features.store import open_store
+
+    where, params = [], []
+    if source:
+        where.append("source = ?")
+        params.append(source)
+    if reason:
+        where.append("contains(reason, ?)")
+        params.append(reason)
+    sql = "SELECT source, line, reason, raw, ingested_at FROM quarantine"
+    sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ingested_at, source, line"
+    with open_store(_settings().store_path, read_only=True) as con:
+        return con.execute(sql, params).df()
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    source: Optional[str] = typer.Option(None, help="only rows from this source file"),
+    reason: Optional[str] = typer.Option(None, help="only reasons containing this text"),
+    limit: int = typer.Option(20, help="rows to show"),
+):
+    """Count quarantined rows by source and reason, and show the first few."""
+    def body():
+        frame = _quarantine_frame(source, reason)
+        if frame.empty:
+            out.print("no quarantined rows")
+            return
+        counts = frame.groupby(["source", "reason"]).size().sort_values(ascending=False)
+        for (src, why), n in counts.items():
+            out.print(f"{n:>8,}  {src}  {why}", highlight=False)
+        out.print(f"\nfirst {min(limit, len(frame))} of {len(frame):,}:")
+        for row in frame.head(limit).itertuples(index=False):
+            out.print(f"  {row.source}:{row.line}  {row.reason}  {row.raw[:100]}", highlight=False)
+    _run(body)
+
+
+@quarantine_app.command("export")
+def quarantine_export(
+    output: Path = typer.Option(..., "--output", help="CSV to write"),
+    source: Optional[str] = typer.Option(None, help="only rows from this source file"),
+    reason: Optional[str] = typer.Option(None, help="only reasons containing this text"),
+):
+    """Write quarantined rows (source, line, reason, raw row, time) to CSV for fixing and re-import."""
+    def body():
+        frame = _quarantine_frame(source, reason)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(output, index=False)
+        out.print(f"wrote {len(frame):,} quarantined rows to {output}")
+    _run(body)
+
+
+@app.command()
+def erase(
+    phone: Optional[str] = typer.Option(None, help="the person's phone, any format"),
+    email: Optional[str] = typer.Option(None, help="the person's email"),
+    customer_id: Optional[str] = typer.Option(None, "--customer-id", help="a Nhịp customer id"),
+    id_type: Optional[str] = typer.Option(None, "--id-type", help="another identifier type …"),
+    value: Optional[str] = typer.Option(None, "--value", help="… and its value"),
+):
+    """Erase a person: events, quarantined rows, profiles, identity links and vectors."""
+    def body():
+        from features.erasure import erase as run
+
+        given = [(k, v) for k, v in (("phone", phone), ("email", email), ("customer_id", customer_id),
+                                     (id_type, value)) if k and v]
+        if len(given) != 1:
+            raise UserError("give exactly one of --phone, --email, --customer-id or --id-type/--value")
+        with err.status("erasing"):
+            report = run(_settings(), *given[0])
+        removed = "  ".join(f"{k} {v:,}" for k, v in report.removed.items())
+        out.print(f"erasure {report.erasure_id}: {report.customers} customer(s), "
+                  f"{report.identifiers} identifier(s) removed — {removed}")
+        out.print("files you imported from are untouched: erase the person at the source too, "
+                  "or a re-import brings them back")
     _run(body)
 
 

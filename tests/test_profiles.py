@@ -80,3 +80,25 @@ def test_future_events_change_no_feature_and_no_customer(store, workspace, tmp_p
     # The future sale links Minh's Zalo id to Lan's phone; as of as_of they are still two people,
     # and the label goes to both through identifiers each already had.
     assert set(labels.index) == set(before.index)
+
+
+def test_consent_latest_event_wins_per_channel(workspace, tmp_path):
+    def event(n, ts, channel, kind):
+        return {"event_id": f"c{n}", "ts": ts, "channel": channel, "type": kind, "phone": "0912345678"}
+
+    rows = [
+        event(1, "2026-03-01T08:00:00+07:00", "email", "subscribe"),
+        event(2, "2026-03-02T08:00:00+07:00", "email", "unsubscribe"),
+        event(3, "2026-03-03T08:00:00+07:00", "email", "consent_granted"),
+        event(4, "2026-03-01T08:00:00+07:00", "zalo_oa", "follow"),
+        event(5, "2026-03-04T08:00:00+07:00", "zalo_oa", "unfollow"),
+        event(6, "2026-03-01T08:00:00+07:00", "sms", "consent_granted"),
+        event(7, "2026-03-05T08:00:00+07:00", "sms", "consent_revoked"),
+    ]
+    ingest_file(write_jsonl(tmp_path / "c.jsonl", rows), workspace.store_path)
+    with open_store(workspace.store_path, read_only=True) as con:
+        early = build_profiles(con, parse_as_of("2026-03-02T12:00")).iloc[0]
+        late = build_profiles(con, parse_as_of("2026-03-10")).iloc[0]
+    assert not early["consent_email"] and early["consent_zalo_oa"] and early["consent_sms"]
+    assert late["consent_email"] and not late["consent_zalo_oa"] and not late["consent_sms"]
+    assert not late["consent_facebook"]  # never asked: no consent

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     embedding_model: str | None = Field(
         default=None, description="path of a sentence-transformers model; default the packaged MiniLM"
     )
+    collector_api_key: str | None = Field(
+        default=None, description="X-API-Key the HTTP collector requires; without it `nhip collect` won't start"
+    )
 
     @property
     def workspace(self) -> Path:

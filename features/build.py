@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from features.identity import resolve
+from features.identity import (
+    customer_attributes, resolve_graph, stored_identity_map, write_identity_tables,
+)
 from features.profile_features import build_profiles
 from features.store import open_store
 
@@ -30,16 +32,19 @@ def build_features(
     step = step or (lambda _: None)
     with open_store(settings.store_path) as con:
         step("resolving identities")
-        identity = resolve(con, as_of)
+        # The previous build's map, to record merges, splits and renames in `identity_merges`.
+        previous, previous_as_of = stored_identity_map(con)
+        resolution = resolve_graph(con, as_of, settings.identity_max_links)
+        identity = resolution.identity
         step("computing profiles")
         profiles = build_profiles(con, as_of, identity)
+        attributes = customer_attributes(con, as_of, identity)
         step("writing profiles")
         con.register("profiles_df", profiles.reset_index())
-        con.register("identity_df", identity)
         con.execute("BEGIN TRANSACTION")
         con.execute("CREATE OR REPLACE TABLE profiles AS SELECT *, $as_of AS as_of FROM profiles_df",
                     {"as_of": as_of})
-        con.execute("CREATE OR REPLACE TABLE identity_map AS SELECT * FROM identity_df")
+        write_identity_tables(con, resolution, previous, previous_as_of, attributes)
         con.execute("COMMIT")
         items_count = vectors = 0
         if with_vectors and len(profiles):

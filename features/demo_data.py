@@ -5,7 +5,8 @@ belong to one person, who is likely to buy, at which hour each person reads Zalo
 exports never say that, so this module simulates a world from latent per-person parameters and writes what
 the shop's systems would have logged about it, in the canonical event format (shared/brief/events.md),
 messiness included: phones written six ways, money as `150k`, POS times without an offset, missing event
-ids, machine opens.
+ids, machine opens, and the identity hard cases (the shop's hotline typed at the till, a junk email at
+sign-up, phone typos, second SIMs, old 11-digit numbers) with their true owners in identities.csv.
 
 Everything is drawn from one `numpy.random.Generator`, so a seed reproduces the data exactly. The work is
 done on whole arrays (one row per person, per session, per send or per event) and turned into strings only
@@ -163,14 +164,28 @@ PHONE_FORMATS = ("0912345678", "0912 345 678", "+84 912 345 678", "84912345678",
 # gateways return 84…; people typing into a form or a chat write whatever they like; old POS records
 # still hold the pre-2018 number for a few customers.
 PHONE_FORMAT_BY_CHANNEL = {
-    "web": [0.45, 0.20, 0.14, 0.05, 0.10, 0.06, 0.0],
-    "app": [0.45, 0.20, 0.14, 0.05, 0.10, 0.06, 0.0],
+    "web": [0.43, 0.20, 0.14, 0.05, 0.10, 0.06, 0.02],
+    "app": [0.43, 0.20, 0.14, 0.05, 0.10, 0.06, 0.02],
     "zalo_oa": [0.05, 0.0, 0.0, 0.90, 0.0, 0.05, 0.0],
     "zalo_mini_app": [0.30, 0.0, 0.0, 0.40, 0.0, 0.30, 0.0],
-    "facebook": [0.40, 0.25, 0.15, 0.05, 0.10, 0.05, 0.0],
+    "facebook": [0.38, 0.25, 0.15, 0.05, 0.10, 0.05, 0.02],
     "email": [1.0, 0, 0, 0, 0, 0, 0],
     "sms": [0.10, 0.0, 0.0, 0.85, 0.0, 0.05, 0.0],
     "pos": [0.58, 0.30, 0.02, 0.02, 0.01, 0.04, 0.03],
+}
+
+# Identity hard cases (see `_render_hard_identifiers`). In identities.csv a value that is no person's own
+# is listed under SHARED (the shop's hotline, junk emails) or NOBODY (a mistyped phone nobody has).
+SHARED, NOBODY = "shared", "nobody"
+SHOP_HOTLINES = ("(028) 3930 6868", "028 3930 6868", "02839306868")  # one landline, as cashiers type it
+JUNK_EMAILS = ("test@gmail.com", "Test@gmail.com", "test@gmail.com ")  # "no email" at sign-up
+HARD_CASE_RATES = {
+    "second_phone": 0.07,  # share of phone owners with a second SIM
+    "second_phone_row": 0.35,  # share of their phone rows (not Zalo OA or SMS) written with it
+    "hotline": 0.04,  # share of POS purchases where the cashier typed the shop's hotline
+    "typo": 0.02,  # share of POS phone rows with one digit mistyped
+    "wrong_customer": 0.01,  # share of POS phone rows carrying another customer's phone
+    "junk_email": 0.05,  # share of sign-ups that give a junk email
 }
 
 STORES = ("CH Quận 1 - Lê Lợi", "CH Quận 3 - Võ Văn Tần", "CH Thủ Đức - Võ Văn Ngân", "CH Hà Nội - Cầu Giấy",
@@ -226,11 +241,14 @@ def generate(customers: int = 2000, days: int = 240, seed: int = 7, end: datetim
     raw = _keep_possible(_EventLog.join(raw, _identify_events(rng, people, raw)), people, clock)
     raw = _sorted(raw)
 
-    events = _render(rng, raw, people, catalog, messages)
+    # Links and identity hard cases draw from their own stream, so they do not shift any other draw.
+    links_rng = np.random.default_rng([seed, 1])
+    people.phone2 = _second_phones(links_rng, people)
+    events, owners = _render(rng, links_rng, raw, people, catalog, messages)
     return DemoData(
         events=events,
         truth=_truth_frame(people, raw, clock),
-        identities=_identities_frame(events, raw["p"], people),
+        identities=_identities_frame(events, raw["p"], people, owners),
         products=catalog.frame(),
     )
 
@@ -360,6 +378,7 @@ class _People:
     unsub_t: np.ndarray  # (n, 3)
     os: np.ndarray
     store: np.ndarray
+    phone2: np.ndarray | None = None  # (n, len(PHONE_FORMATS)) a second SIM for a few people, else None
 
 
 def _make_people(rng: np.random.Generator, n: int, clock: _Clock) -> _People:
@@ -989,20 +1008,21 @@ def _circular_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ========================================================================================================
 
 
-def _render(rng, raw: dict[str, np.ndarray], people: _People, catalog: _Catalog,
-            messages: _Messages) -> pd.DataFrame:
+def _render(rng, links_rng, raw: dict[str, np.ndarray], people: _People, catalog: _Catalog,
+            messages: _Messages) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     n = len(raw["t"])
     cols = {f: np.full(n, None, dtype=object) for f in CANONICAL_FIELDS}
     cols["channel"] = np.array(KNOWN_CHANNELS, dtype=object)[raw["ch"]]
     cols["type"] = np.array(KNOWN_TYPES, dtype=object)[raw["ty"]]
     cols["ts"] = _render_timestamps(rng, raw)
     _render_identifiers(rng, raw, people, cols)
+    owners = _render_hard_identifiers(links_rng, raw, people, cols)
     _render_names(rng, raw, people, cols)
     _render_products(rng, raw, catalog, cols)
     _render_messages(raw, messages, cols)
     _render_properties(rng, raw, people, messages, cols)
     cols["event_id"] = _render_event_ids(rng, raw)
-    return pd.DataFrame({f: pd.Series(cols[f], dtype=object) for f in CANONICAL_FIELDS})
+    return pd.DataFrame({f: pd.Series(cols[f], dtype=object) for f in CANONICAL_FIELDS}), owners
 
 
 def _render_timestamps(rng, raw) -> np.ndarray:
@@ -1064,6 +1084,86 @@ def _render_identifiers(rng, raw, people: _People, cols: dict[str, np.ndarray]) 
     tidy = rng.random(n) < np.where(identify, 0.70, 0.96)
     variant = np.where(tidy, 0, rng.integers(1, 5, n))
     cols["email"][wants_email] = people.email[p[wants_email], variant[wants_email]]
+
+
+def _render_hard_identifiers(rng, raw, people: _People, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The links real shops get and the mess identity resolution must survive; returns true owners.
+
+    Links: web and app checkouts ask for a delivery phone (and often an email), sign-up forms ask for
+    both, the newsletter form asks for a phone, and some POS customer records hold an email. Mess: a
+    second SIM, the shop's hotline typed at the till for customers who give no number, one-digit typos
+    (usually a number nobody has), a POS lookup that picked another customer, and junk emails at sign-up.
+    Returns per-row owners for `phone` and `email` where the value is not the event person's own
+    (see `_identities_frame`).
+    """
+    p, ch, ty = raw["p"], raw["ch"], raw["ty"]
+    n = len(p)
+    on = {name: ch == CH[name] for name in KNOWN_CHANNELS}
+    purchase, identify = ty == TY["purchase"], ty == TY["identify"]
+    has_phone, has_email = people.has_phone[p], people.has_email[p]
+    u = rng.random((n, 8))  # one column per decision
+    fmt_cum = np.cumsum([PHONE_FORMAT_BY_CHANNEL[c] for c in KNOWN_CHANNELS], axis=1)
+    fmt = _draw_rows(rng, fmt_cum / fmt_cum[:, -1:], ch)
+    email_variant = np.where(rng.random(n) < 0.9, 0, rng.integers(1, 5, n))
+    phone, email = cols["phone"], cols["email"]
+    phone_owner = np.full(n, None, dtype=object)
+    email_owner = np.full(n, None, dtype=object)
+
+    checkout = purchase & (on["web"] | on["app"])
+    both = identify & (u[:, 2] < 0.35)
+    newsletter = on["email"] & (ty == TY["subscribe"])
+    add_phone = (checkout & (u[:, 0] < 0.9)) | both | (newsletter & (u[:, 3] < 0.5))
+    add_phone &= has_phone & pd.isna(phone)
+    phone[add_phone] = people.phone[p[add_phone], fmt[add_phone]]
+    add_email = (checkout & (u[:, 1] < 0.5)) | (on["pos"] & purchase & (u[:, 1] < 0.15)) | both
+    add_email &= has_email & pd.isna(email)
+    email[add_email] = people.email[p[add_email], email_variant[add_email]]
+
+    second = (pd.notna(people.phone2[p, 0]) & pd.notna(phone) & ~on["zalo_oa"] & ~on["sms"]
+              & (u[:, 4] < HARD_CASE_RATES["second_phone_row"]))
+    phone[second] = people.phone2[p[second], fmt[second]]
+
+    till = on["pos"] & purchase & (u[:, 5] < HARD_CASE_RATES["hotline"])
+    phone[till] = np.array(SHOP_HOTLINES, dtype=object)[rng.integers(0, len(SHOP_HOTLINES), int(till.sum()))]
+    phone_owner[till] = SHARED
+
+    owner_of = {d: pid for pid, d in zip(people.pid, people.phone[:, 0]) if d is not None}
+    owner_of.update({d: pid for pid, d in zip(people.pid, people.phone2[:, 0]) if d is not None})
+    typed = on["pos"] & pd.notna(phone) & ~till
+    typo = np.flatnonzero(typed & (u[:, 6] < HARD_CASE_RATES["typo"]))
+    where, shift = rng.integers(3, 10, len(typo)), rng.integers(1, 10, len(typo))
+    for i, k, s in zip(typo, where, shift):
+        d = people.phone[p[i], 0]
+        wrong = d[:k] + str((int(d[k]) + s) % 10) + d[k + 1:]
+        phone[i] = _phone_variants(wrong)[fmt[i]]
+        phone_owner[i] = owner_of.get(wrong, NOBODY)
+    picked = np.flatnonzero(typed & (u[:, 6] > 1 - HARD_CASE_RATES["wrong_customer"]))
+    others = np.flatnonzero(people.has_phone)
+    for i, j in zip(picked, others[rng.integers(0, len(others), len(picked))]):
+        if j != p[i]:
+            phone[i] = people.phone[j, fmt[i]]
+            phone_owner[i] = people.pid[j]
+
+    junk = identify & pd.notna(email) & (u[:, 7] < HARD_CASE_RATES["junk_email"])
+    email[junk] = np.array(JUNK_EMAILS, dtype=object)[rng.integers(0, len(JUNK_EMAILS), int(junk.sum()))]
+    email_owner[junk] = SHARED
+    return {"phone": phone_owner, "email": email_owner}
+
+
+def _second_phones(rng: np.random.Generator, people: _People) -> np.ndarray:
+    """A second SIM (dual-SIM phones are common in Vietnam) for a few phone owners, in every notation."""
+    out = np.full((people.n, len(PHONE_FORMATS)), None, dtype=object)
+    has = people.has_phone & (rng.random(people.n) < HARD_CASE_RATES["second_phone"])
+    taken = set(people.phone[people.has_phone, 0])
+    prefixes = list(MOBILE_PREFIXES)
+    for i in np.flatnonzero(has):
+        while True:
+            d = f"{prefixes[rng.integers(len(prefixes))]}{int(rng.integers(10_000_000)):07d}"
+            if d not in taken:
+                break
+        taken.add(d)
+        out[i] = _phone_variants(d)
+    return out
 
 
 def _render_names(rng, raw, people: _People, cols) -> None:
@@ -1180,14 +1280,24 @@ def _truth_frame(people: _People, raw, clock: _Clock) -> pd.DataFrame:
     })
 
 
-def _identities_frame(events: pd.DataFrame, p: np.ndarray, people: _People) -> pd.DataFrame:
-    """Every identifier value exactly as written in the events, with the person it belongs to."""
+def _identities_frame(events: pd.DataFrame, p: np.ndarray, people: _People,
+                      owners: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Every identifier value exactly as written in the events, with the person it belongs to.
+
+    Usually that is the person the event is about; `owners` overrides it per row where the value is not
+    theirs: `SHARED` for the shop's hotline and junk emails, `NOBODY` for a mistyped phone that is no
+    one's, or the person whose phone a typo happened to hit.
+    """
+    owners = owners or {}
     parts = []
     for field in IDENTIFIER_FIELDS:
         values = events[field].to_numpy(dtype=object)
         rows = np.flatnonzero(pd.notna(values))
         if len(rows):
-            parts.append(pd.DataFrame({"person_id": people.pid[p[rows]], "id_type": field,
+            person = people.pid[p[rows]]
+            if field in owners:
+                person = np.where(pd.notna(owners[field][rows]), owners[field][rows], person)
+            parts.append(pd.DataFrame({"person_id": person, "id_type": field,
                                        "id_value": values[rows]}))
     if not parts:
         return pd.DataFrame({"person_id": [], "id_type": [], "id_value": []}, dtype=object)

@@ -3,16 +3,44 @@
 Every event that carries several identifiers (an `identify` with a cookie and an email, a Zalo `follow`
 that shares the phone, a POS sale with a loyalty id and a phone) links them. The connected components of
 that graph are customers. Only links seen by `as_of` count, so a merge caused by a later purchase cannot
-leak into features computed for an earlier date.
+leak into features computed for an earlier date: `resolve(con, as_of)` is a pure function of the stored
+events and `as_of`, whatever order they were imported in.
 
-A customer's id is derived from the oldest identifier in its component, so it does not depend on the
-order rows were imported and adding unrelated data never renames anyone.
+Stable ids. A customer's id is derived from the oldest identifier in its component (first seen, then the
+order of `IDENTIFIER_FIELDS`, then the value), so adding unrelated data never renames anyone, and when two
+customers merge the merged one keeps the older id. `identity_changes` compares two identity maps and names
+every merge (with the link that caused it), split and rename; the feature build appends them to the
+`identity_merges` table.
+
+Over-merge guard. Some identifiers are shared by many people: the shop's hotline typed into POS orders of
+customers who would not give a number, a `test@gmail.com` typed into sign-up forms, the tablet at the
+counter on which customers register. Used as links they would glue strangers into one customer. An
+identifier is *set aside* — kept in the store and reported, but not used to link — when it reaches more
+than `max_links` (default `MAX_LINKS` = 5) distinct *strong* identifiers of one type:
+
+1. devices first: an `anonymous_id` directly linked to more than `max_links` phones (or emails, Zalo ids, …);
+2. then every strong identifier (all types but `anonymous_id`), counting what it reaches directly and what
+   it reaches through a device that was not set aside in step 1 (identifier → cookie → other identifier).
+   The second path catches a junk email typed into sign-up forms on many people's own phones.
+
+A person has one or two phones, a few emails and cookies by the dozen, so cookies never count towards the
+limit of a strong identifier (only what lies behind them does). The rule is evaluated once on the graph
+as of `as_of`, so it is order-free: the same events give the same set-aside identifiers. An identifier
+can cross the limit later than the links it made earlier: the customers it glued then split, and the
+build records the split.
+
+Events whose only identifiers are set aside (a POS sale with nothing but the hotline) belong to no
+customer: they stay in the store and are counted in `set_aside_report`, rather than forming a
+pseudo-customer that would be scored and messaged. Events with any other identifier belong to that
+identifier's customer (see `register_resolved_events`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import duckdb
 import numpy as np
@@ -22,23 +50,15 @@ from scipy.sparse.csgraph import connected_components
 
 from features.schema import IDENTIFIER_FIELDS
 
-
-def _nodes(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pd.DataFrame:
-    parts = [
-        f"SELECT '{f}' AS id_type, {f} AS id_value, min(ts) AS first_seen FROM events "
-        f"WHERE ts <= $as_of AND {f} IS NOT NULL GROUP BY {f}"
-        for f in IDENTIFIER_FIELDS
-    ]
-    return con.execute(" UNION ALL ".join(parts), {"as_of": as_of}).df()
-
-
-def _links(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pd.DataFrame:
-    parts = [
-        f"SELECT DISTINCT pid_type AS a_type, pid_value AS a_value, '{f}' AS b_type, {f} AS b_value "
-        f"FROM events WHERE ts <= $as_of AND {f} IS NOT NULL AND pid_type <> '{f}'"
-        for f in IDENTIFIER_FIELDS
-    ]
-    return con.execute(" UNION ALL ".join(parts), {"as_of": as_of}).df()
+MAX_LINKS = 5
+DEVICE_TYPES: tuple[str, ...] = ("anonymous_id",)
+STRONG_TYPES: tuple[str, ...] = tuple(t for t in IDENTIFIER_FIELDS if t not in DEVICE_TYPES)
+TYPE_RANK = {t: i for i, t in enumerate(IDENTIFIER_FIELDS)}
+IDENTITY_COLUMNS = ["id_type", "id_value", "customer_id", "first_seen"]
+SET_ASIDE_COLUMNS = ["id_type", "id_value", "first_seen", "n_events", "linked_type", "linked", "via",
+                     "reason", "customers"]
+CHANGE_COLUMNS = ["recorded_at", "as_of", "previous_as_of", "kind", "kept_customer_id",
+                  "absorbed_customer_id", "a_type", "b_type", "event_key", "link_ts", "detail"]
 
 
 def customer_id_for(id_type: str, id_value: str) -> str:
@@ -46,31 +66,209 @@ def customer_id_for(id_type: str, id_value: str) -> str:
     return "c_" + hashlib.sha1(f"{id_type}:{id_value}".encode("utf-8")).hexdigest()[:12]
 
 
-def resolve(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pd.DataFrame:
-    """One row per identifier seen by `as_of`: id_type, id_value, customer_id, first_seen."""
+# ---------------------------------------------------------------------------------------------------------
+# the graph as of a date
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _nodes(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pd.DataFrame:
+    parts = [
+        f"SELECT '{f}' AS id_type, {f} AS id_value, min(ts) AS first_seen, count(*) AS n_events "
+        f"FROM events WHERE ts <= $as_of AND {f} IS NOT NULL GROUP BY {f}"
+        for f in IDENTIFIER_FIELDS
+    ]
+    return con.execute(" UNION ALL ".join(parts), {"as_of": as_of}).df()
+
+
+def _links(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pd.DataFrame:
+    """Every pair of identifiers carried by one event, once per pair, with its first event.
+
+    `a` is the identifier whose type comes first in IDENTIFIER_FIELDS; `event_key` is the earliest event
+    carrying both (ties broken by key), so the answer does not depend on import order.
+    """
+    several = " + ".join(f"CAST({f} IS NOT NULL AS INTEGER)" for f in IDENTIFIER_FIELDS)
+    long = " UNION ALL ".join(
+        f"SELECT event_key, ts, {TYPE_RANK[f]} AS r, '{f}' AS id_type, {f} AS id_value "
+        f"FROM multi WHERE {f} IS NOT NULL"
+        for f in IDENTIFIER_FIELDS
+    )
+    columns = ", ".join(IDENTIFIER_FIELDS)
+    return con.execute(
+        f"""
+        WITH multi AS (SELECT event_key, ts, {columns} FROM events WHERE ts <= $as_of AND {several} >= 2),
+        long AS ({long})
+        SELECT a.id_type AS a_type, a.id_value AS a_value, b.id_type AS b_type, b.id_value AS b_value,
+               min(a.ts) AS first_ts, arg_min(a.event_key, (a.ts, a.event_key)) AS event_key,
+               count(*) AS n_events
+        FROM long a JOIN long b ON a.event_key = b.event_key AND a.r < b.r
+        GROUP BY ALL
+        ORDER BY a_type, a_value, b_type, b_value
+        """,
+        {"as_of": as_of},
+    ).df()
+
+
+def _key(types: pd.Series, values: pd.Series) -> pd.Series:
+    return types.astype(object) + "\x1f" + values.astype(object)
+
+
+def _adjacency(links: pd.DataFrame) -> pd.DataFrame:
+    """Links in both directions as (x, y) rows."""
+    names = ["x_type", "x_value", "y_type", "y_value"]
+    forward = links[["a_type", "a_value", "b_type", "b_value"]].set_axis(names, axis=1)
+    backward = links[["b_type", "b_value", "a_type", "a_value"]].set_axis(names, axis=1)
+    return pd.concat([forward, backward], ignore_index=True)
+
+
+def _over_limit(reach: pd.DataFrame, max_links: int, via: str) -> pd.DataFrame:
+    """Per identifier x, its worst type of strong identifiers reached, where that count exceeds the limit."""
+    columns = ["id_type", "id_value", "linked_type", "linked", "via"]
+    if reach.empty:
+        return pd.DataFrame(columns=columns)
+    counts = reach.groupby(["x_type", "x_value", "y_type"]).size().rename("linked").reset_index()
+    counts = counts[counts["linked"] > max_links]
+    if counts.empty:
+        return pd.DataFrame(columns=columns)
+    counts["_rank"] = counts["y_type"].map(TYPE_RANK)
+    worst = counts.sort_values(["x_type", "x_value", "linked", "_rank"], ascending=[True, True, False, True])
+    worst = worst.drop_duplicates(["x_type", "x_value"])
+    out = worst.rename(columns={"x_type": "id_type", "x_value": "id_value", "y_type": "linked_type"})
+    return out.assign(via=via)[columns]
+
+
+def find_set_aside(links: pd.DataFrame, max_links: int = MAX_LINKS) -> pd.DataFrame:
+    """Identifiers shared by too many distinct strong identities (see the module docstring).
+
+    Columns: id_type, id_value, linked_type (the type over the limit), linked (how many distinct values of
+    it), via (`direct` or `device`: reached through cookies/devices).
+    """
+    adj = _adjacency(links)
+    x_device = adj["x_type"].isin(DEVICE_TYPES)
+    y_strong = ~adj["y_type"].isin(DEVICE_TYPES)
+
+    device_to_strong = adj[x_device & y_strong]
+    devices = _over_limit(device_to_strong, max_links, "direct")
+    devices_out = set(_key(devices["id_type"], devices["id_value"]))
+
+    direct = adj[~x_device & y_strong]
+    to_device = adj[~x_device & ~y_strong]
+    to_device = to_device[~_key(to_device["y_type"], to_device["y_value"]).isin(devices_out)]
+    behind = device_to_strong.rename(columns={"x_type": "d_type", "x_value": "d_value",
+                                              "y_type": "z_type", "y_value": "z_value"})
+    hop = to_device.merge(behind, left_on=["y_type", "y_value"], right_on=["d_type", "d_value"])
+    hop = hop[(hop["z_type"] != hop["x_type"]) | (hop["z_value"] != hop["x_value"])]
+    hop = hop[["x_type", "x_value", "z_type", "z_value"]].set_axis(list(direct.columns), axis=1)
+
+    direct_out = _over_limit(direct, max_links, "direct")
+    reach = pd.concat([direct, hop], ignore_index=True).drop_duplicates()
+    strong = _over_limit(reach, max_links, "device")
+    strong = strong[~_key(strong["id_type"], strong["id_value"]).isin(
+        set(_key(direct_out["id_type"], direct_out["id_value"])))]
+    found = pd.concat([devices, direct_out, strong], ignore_index=True)
+    found["linked"] = found["linked"].astype("int64")
+    found["_rank"] = found["id_type"].map(TYPE_RANK)
+    return found.sort_values(["_rank", "id_value"]).drop(columns="_rank").reset_index(drop=True)
+
+
+@dataclass
+class Resolution:
+    """Everything resolution knows as of a date.
+
+    identity: one row per identifier that belongs to a customer (IDENTITY_COLUMNS).
+    set_aside: identifiers not used to link (SET_ASIDE_COLUMNS); they belong to no customer.
+    links: every pair of identifiers seen together, with its first event and whether it was `used`.
+    nodes: every identifier seen, with first_seen and n_events.
+    """
+
+    as_of: datetime
+    identity: pd.DataFrame
+    set_aside: pd.DataFrame
+    links: pd.DataFrame
+    nodes: pd.DataFrame
+    max_links: int = MAX_LINKS
+    _customer: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def customer_of(self, id_type: str, id_value: str) -> str | None:
+        if not self._customer:
+            self._customer = dict(zip(_key(self.identity["id_type"], self.identity["id_value"]),
+                                      self.identity["customer_id"]))
+        return self._customer.get(f"{id_type}\x1f{id_value}")
+
+
+def resolve_graph(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, max_links: int = MAX_LINKS
+) -> Resolution:
+    """Resolve identities as of `as_of` and keep the evidence (links, set-aside identifiers)."""
     nodes = _nodes(con, as_of)
-    if nodes.empty:
-        return nodes.assign(customer_id=pd.Series(dtype=object))
-    key = nodes["id_type"] + "\x1f" + nodes["id_value"]
-    index = pd.Series(np.arange(len(nodes)), index=key.to_numpy())
     links = _links(con, as_of)
-    a = index.reindex((links["a_type"] + "\x1f" + links["a_value"]).to_numpy()).to_numpy()
-    b = index.reindex((links["b_type"] + "\x1f" + links["b_value"]).to_numpy()).to_numpy()
-    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(nodes), len(nodes)))
+    set_aside = find_set_aside(links, max_links)
+    out_keys = set(_key(set_aside["id_type"], set_aside["id_value"]))
+
+    node_key = _key(nodes["id_type"], nodes["id_value"])
+    kept = nodes[~node_key.isin(out_keys)].reset_index(drop=True)
+    links["used"] = ~(_key(links["a_type"], links["a_value"]).isin(out_keys)
+                      | _key(links["b_type"], links["b_value"]).isin(out_keys))
+    identity = _components(kept, links[links["used"]])
+
+    if len(set_aside):
+        set_aside = set_aside.merge(nodes, on=["id_type", "id_value"], how="left")
+        set_aside["reason"] = [
+            f"linked to {n} distinct {t} values" + (" through shared devices" if v == "device" else "")
+            for n, t, v in zip(set_aside["linked"], set_aside["linked_type"], set_aside["via"])
+        ]
+        set_aside["customers"] = _customers_touched(set_aside, links, identity)
+    else:
+        kinds = {"first_seen": "datetime64[us]", "n_events": "int64", "linked": "int64",
+                 "customers": "int64"}
+        set_aside = pd.DataFrame({c: pd.Series(dtype=kinds.get(c, object)) for c in SET_ASIDE_COLUMNS})
+    text = {c: object for c in ("id_type", "id_value", "linked_type", "via", "reason")}
+    set_aside = set_aside[SET_ASIDE_COLUMNS].astype(text).reset_index(drop=True)
+    return Resolution(as_of, identity, set_aside, links, nodes, max_links)
+
+
+def _components(kept: pd.DataFrame, used: pd.DataFrame) -> pd.DataFrame:
+    if kept.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in IDENTITY_COLUMNS})
+    index = pd.Series(np.arange(len(kept)), index=_key(kept["id_type"], kept["id_value"]).to_numpy())
+    a = index.reindex(_key(used["a_type"], used["a_value"]).to_numpy()).to_numpy()
+    b = index.reindex(_key(used["b_type"], used["b_value"]).to_numpy()).to_numpy()
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(kept), len(kept)))
     _, component = connected_components(graph, directed=False)
-    nodes["component"] = component
-    type_rank = {t: i for i, t in enumerate(IDENTIFIER_FIELDS)}
-    nodes["_rank"] = nodes["id_type"].map(type_rank)
+    kept = kept.assign(component=component, _rank=kept["id_type"].map(TYPE_RANK))
     oldest = (
-        nodes.sort_values(["component", "first_seen", "_rank", "id_value"])
+        kept.sort_values(["component", "first_seen", "_rank", "id_value"])
         .drop_duplicates("component")
         .set_index("component")
     )
-    names = {
-        comp: customer_id_for(row.id_type, row.id_value) for comp, row in oldest.iterrows()
-    }
-    nodes["customer_id"] = nodes["component"].map(names)
-    return nodes[["id_type", "id_value", "customer_id", "first_seen"]].reset_index(drop=True)
+    names = {comp: customer_id_for(t, v) for comp, t, v in
+             zip(oldest.index, oldest["id_type"], oldest["id_value"])}
+    kept["customer_id"] = kept["component"].map(names)
+    kept = kept.sort_values(["customer_id", "_rank", "id_value"])
+    return kept[IDENTITY_COLUMNS].reset_index(drop=True)
+
+
+def _customers_touched(set_aside: pd.DataFrame, links: pd.DataFrame, identity: pd.DataFrame) -> list[int]:
+    """How many distinct customers each set-aside identifier was seen with."""
+    customer = dict(zip(_key(identity["id_type"], identity["id_value"]), identity["customer_id"]))
+    adj = _adjacency(links)
+    adj["customer"] = _key(adj["y_type"], adj["y_value"]).map(customer)
+    touched = adj.dropna(subset=["customer"]).groupby(["x_type", "x_value"])["customer"].nunique()
+    return [int(touched.get((t, v), 0)) for t, v in zip(set_aside["id_type"], set_aside["id_value"])]
+
+
+def resolve(con: duckdb.DuckDBPyConnection, as_of: datetime, max_links: int = MAX_LINKS) -> pd.DataFrame:
+    """One row per identifier seen by `as_of` that belongs to a customer: id_type, id_value, customer_id,
+    first_seen. Set-aside identifiers (see the module docstring) are not in it."""
+    return resolve_graph(con, as_of, max_links).identity
+
+
+# ---------------------------------------------------------------------------------------------------------
+# events → customers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _ts_literal(as_of: datetime) -> str:
+    return f"TIMESTAMP '{pd.Timestamp(as_of).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
 def register_resolved_events(
@@ -78,6 +276,9 @@ def register_resolved_events(
 ) -> pd.DataFrame:
     """Create the temp view `resolved_events`: events up to `as_of`, each with its customer_id.
 
+    An event belongs to the customer of its primary identifier (`pid_*`, the first identifier it carries);
+    when that one is set aside, to the customer of the first of its other identifiers that has one. Events
+    carrying only set-aside identifiers are left out. Also creates the temp table `identity_map`.
     Returns the identity map it used, so callers can also report identifiers per customer.
     """
     identity = resolve(con, as_of) if identity is None else identity
@@ -87,11 +288,29 @@ def register_resolved_events(
         "FROM identity_map_df"
     )
     con.unregister("identity_map_df")
+    until = _ts_literal(as_of)
+    joins = "\n".join(
+        f"LEFT JOIN identity_map m_{f} ON m_{f}.id_type = '{f}' AND m_{f}.id_value = e.{f}"
+        for f in IDENTIFIER_FIELDS
+    )
+    first = ", ".join(f"m_{f}.customer_id" for f in IDENTIFIER_FIELDS)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE identity_fallback AS
+        SELECT e.event_key, coalesce({first}) AS customer_id
+        FROM (SELECT * FROM events e WHERE e.ts <= {until} AND NOT EXISTS (
+                SELECT 1 FROM identity_map m WHERE m.id_type = e.pid_type AND m.id_value = e.pid_value)) e
+        {joins}
+        WHERE coalesce({first}) IS NOT NULL
+        """
+    )
     con.execute(
         "CREATE OR REPLACE TEMP VIEW resolved_events AS "
         "SELECT m.customer_id, e.* FROM events e JOIN identity_map m "
         "ON e.pid_type = m.id_type AND e.pid_value = m.id_value "
-        f"WHERE e.ts <= TIMESTAMP '{pd.Timestamp(as_of).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+        f"WHERE e.ts <= {until} "
+        "UNION ALL "
+        "SELECT f.customer_id, e.* FROM events e JOIN identity_fallback f ON e.event_key = f.event_key"
     )
     return identity
 
@@ -107,3 +326,410 @@ def identifiers_wide(identity: pd.DataFrame) -> pd.DataFrame:
         .unstack("id_type")
     )
     return wide.reindex(columns=[f for f in IDENTIFIER_FIELDS if f in wide.columns])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reports: set-aside identifiers, export, attributes
+# ---------------------------------------------------------------------------------------------------------
+
+
+def set_aside_report(con: duckdb.DuckDBPyConnection, resolution: Resolution) -> pd.DataFrame:
+    """The set-aside identifiers with `unresolved_events`: events that carry nothing else usable and so
+    belong to no customer."""
+    report = resolution.set_aside.copy()
+    if report.empty:
+        return report.assign(unresolved_events=pd.Series(dtype="int64"))
+    con.register("kept_ids", resolution.identity[["id_type", "id_value"]])
+    con.register("set_aside_ids", report[["id_type", "id_value"]])
+    usable = " OR ".join(
+        f"EXISTS (SELECT 1 FROM kept_ids k WHERE k.id_type = '{f}' AND k.id_value = e.{f})"
+        for f in IDENTIFIER_FIELDS
+    )
+    counts = " UNION ALL ".join(
+        f"SELECT '{f}' AS id_type, e.{f} AS id_value, count(*) AS unresolved_events FROM stranded e "
+        f"WHERE e.{f} IN (SELECT id_value FROM set_aside_ids WHERE id_type = '{f}') GROUP BY e.{f}"
+        for f in IDENTIFIER_FIELDS
+    )
+    try:
+        stranded = con.execute(
+            f"WITH stranded AS (SELECT * FROM events e WHERE e.ts <= {_ts_literal(resolution.as_of)} "
+            f"AND NOT ({usable})) {counts}"
+        ).df()
+    finally:
+        con.unregister("kept_ids")
+        con.unregister("set_aside_ids")
+    report = report.merge(stranded, on=["id_type", "id_value"], how="left")
+    report["unresolved_events"] = report["unresolved_events"].fillna(0).astype("int64")
+    return report
+
+
+def export_identities(resolution: Resolution) -> pd.DataFrame:
+    """The audit contract: one row per (customer_id, id_type, id_value), normalised values, sorted.
+
+    Columns: customer_id, id_type, id_value, first_seen (ISO 8601, Vietnam time with its +07:00 offset).
+    """
+    frame = resolution.identity.copy()
+    frame["first_seen"] = _local_iso(frame["first_seen"])
+    frame = frame.sort_values(["customer_id", "id_type", "id_value"], kind="stable")
+    return frame[["customer_id", "id_type", "id_value", "first_seen"]].reset_index(drop=True)
+
+
+def _local_iso(ts: pd.Series) -> pd.Series:
+    local = pd.to_datetime(ts) + pd.Timedelta(hours=7)
+    return local.dt.strftime("%Y-%m-%dT%H:%M:%S+07:00").astype(object)
+
+
+ATTRIBUTE_FIELDS: tuple[str, ...] = ("name", "email", "phone")
+
+
+def customer_attributes(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, identity: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Every distinct name, email and phone each customer's events carried, with where and when.
+
+    Merging never drops an attribute: two names for one customer are two rows, each with its channel,
+    source file, first/last time seen and number of events. Values are as stored (names as written,
+    phones and emails normalised). Columns: customer_id, attribute, value, channel, source, first_seen,
+    last_seen, n_events.
+    """
+    register_resolved_events(con, as_of, identity)
+    parts = " UNION ALL ".join(
+        f"SELECT customer_id, '{a}' AS attribute, {a} AS value, channel, source, ts "
+        f"FROM resolved_events WHERE {a} IS NOT NULL"
+        for a in ATTRIBUTE_FIELDS
+    )
+    return con.execute(
+        f"""
+        SELECT customer_id, attribute, value, channel, coalesce(source, '') AS source,
+               min(ts) AS first_seen, max(ts) AS last_seen, count(*) AS n_events
+        FROM ({parts}) GROUP BY ALL
+        ORDER BY customer_id, attribute, value, channel, source
+        """
+    ).df()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# explain
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LinkStep:
+    """One edge of the explanation tree: `parent` reached `child` through `event`."""
+
+    parent: tuple[str, str]
+    child: tuple[str, str]
+    event: dict
+    n_events: int
+
+
+@dataclass
+class Explanation:
+    query: tuple[str, str]
+    as_of: datetime
+    customer_id: str | None
+    identifiers: pd.DataFrame  # id_type, id_value, first_seen, n_events
+    steps: list[LinkStep]
+    set_aside: pd.DataFrame  # set-aside identifiers touching this customer (or the query itself)
+    query_set_aside: bool = False
+    touched_customers: list[str] = field(default_factory=list)
+
+
+def candidate_identifiers(value: str, id_type: str | None = None) -> list[tuple[str, str]]:
+    """The stored forms a raw identifier could take: a phone or email normalised, others as given."""
+    from features.emails import normalize_email
+    from features.phones import normalize_phone
+
+    raw = value.strip()
+    types = [id_type] if id_type else list(IDENTIFIER_FIELDS)
+    out = []
+    for t in types:
+        if t == "phone":
+            normal = normalize_phone(raw)
+        elif t == "email":
+            normal = normalize_email(raw)
+        else:
+            normal = raw or None
+        if normal is not None:
+            out.append((t, normal))
+    return out
+
+
+def find_identifier(
+    resolution: Resolution, value: str, id_type: str | None = None
+) -> list[tuple[str, str]]:
+    """The identifiers seen by `as_of` that `value` may denote (a customer id denotes its identifiers)."""
+    nodes = resolution.nodes
+    known = set(_key(nodes["id_type"], nodes["id_value"]))
+    if id_type in (None, "customer_id") and value.strip().startswith("c_"):
+        rows = resolution.identity[resolution.identity["customer_id"] == value.strip()]
+        if len(rows):
+            oldest = rows.sort_values("first_seen").iloc[0]
+            return [(oldest["id_type"], oldest["id_value"])]
+    return [(t, v) for t, v in candidate_identifiers(value, id_type) if f"{t}\x1f{v}" in known]
+
+
+def explain(
+    con: duckdb.DuckDBPyConnection, resolution: Resolution, id_type: str, id_value: str
+) -> Explanation:
+    """Why the identifier belongs to its customer: every identifier of the customer and, for each, the
+    link (event) through which it was reached from the queried one, breadth first (fewest hops), the
+    earliest link first."""
+    query = (id_type, id_value)
+    links = resolution.links
+    set_aside = resolution.set_aside
+    out_keys = set(_key(set_aside["id_type"], set_aside["id_value"]))
+    nodes = resolution.nodes.set_index(["id_type", "id_value"])
+    if f"{id_type}\x1f{id_value}" in out_keys:
+        touching = links[((links["a_type"] == id_type) & (links["a_value"] == id_value))
+                         | ((links["b_type"] == id_type) & (links["b_value"] == id_value))]
+        others = [(bt, bv) if (at, av) == query else (at, av) for at, av, bt, bv in
+                  zip(touching["a_type"], touching["a_value"], touching["b_type"], touching["b_value"])]
+        customers = sorted({c for c in (resolution.customer_of(t, v) for t, v in others) if c})
+        itself = set_aside[(set_aside["id_type"] == id_type) & (set_aside["id_value"] == id_value)]
+        return Explanation(query, resolution.as_of, None, nodes.loc[[query]].reset_index(), [], itself,
+                           query_set_aside=True, touched_customers=customers)
+
+    customer = resolution.customer_of(id_type, id_value)
+    members = resolution.identity[resolution.identity["customer_id"] == customer]
+    member_keys = set(_key(members["id_type"], members["id_value"]))
+    used = links[links["used"]]
+    a_key, b_key = _key(used["a_type"], used["a_value"]), _key(used["b_type"], used["b_value"])
+    inside = used[a_key.isin(member_keys)].sort_values(["first_ts", "event_key"])
+    neighbours: dict[tuple[str, str], list] = {}
+    for row in inside.itertuples(index=False):
+        a, b = (row.a_type, row.a_value), (row.b_type, row.b_value)
+        neighbours.setdefault(a, []).append((b, row))
+        neighbours.setdefault(b, []).append((a, row))
+
+    seen, order, tree = {query}, deque([query]), []
+    while order:
+        node = order.popleft()
+        for other, row in neighbours.get(node, []):
+            if other not in seen:
+                seen.add(other)
+                order.append(other)
+                tree.append((node, other, row))
+    events = _events_by_key(con, sorted({row.event_key for _, _, row in tree}))
+    steps = [LinkStep(parent, child, events.get(row.event_key, {"event_key": row.event_key}),
+                      int(row.n_events)) for parent, child, row in tree]
+
+    info = nodes.loc[list(zip(members["id_type"], members["id_value"]))].reset_index()
+    info["_rank"] = info["id_type"].map(TYPE_RANK)
+    info = info.sort_values(["first_seen", "_rank", "id_value"]).drop(columns="_rank")
+    touching = links[_key(links["a_type"], links["a_value"]).isin(member_keys)
+                     | _key(links["b_type"], links["b_value"]).isin(member_keys)]
+    near = set(_key(touching["a_type"], touching["a_value"])) | set(
+        _key(touching["b_type"], touching["b_value"]))
+    nearby = set_aside[_key(set_aside["id_type"], set_aside["id_value"]).isin(near)]
+    return Explanation(query, resolution.as_of, customer, info.reset_index(drop=True), steps, nearby)
+
+
+def _events_by_key(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str, dict]:
+    if not keys:
+        return {}
+    columns = ["event_key", "event_id", "ts", "channel", "type", "source", *IDENTIFIER_FIELDS]
+    frame = con.execute(f"SELECT {', '.join(columns)} FROM events WHERE event_key IN "
+                        f"(SELECT unnest($keys))", {"keys": keys}).df()
+    out = {}
+    for row in frame.to_dict(orient="records"):
+        carried = {f: row.pop(f) for f in IDENTIFIER_FIELDS}
+        row["identifiers"] = {f: v for f, v in carried.items() if isinstance(v, str)}
+        out[row["event_key"]] = row
+    return out
+
+
+def format_explanation(ex: Explanation) -> list[str]:
+    """Plain text lines for the CLI. Identifiers and events only: no names or other personal fields."""
+    t, v = ex.query
+    when = _local(ex.as_of)
+    if ex.query_set_aside:
+        row = ex.set_aside.iloc[0]
+        lines = [f"{t} {v} is set aside as of {when}: {row['reason']}.",
+                 "It is not used to link records, so it makes nobody one customer.",
+                 f"seen on {int(row['n_events']):,} events, together with {len(ex.touched_customers):,} "
+                 "customers:"]
+        lines += [f"  {c}" for c in ex.touched_customers[:50]]
+        if len(ex.touched_customers) > 50:
+            lines.append(f"  … and {len(ex.touched_customers) - 50:,} more")
+        return lines
+    lines = [f"{t} {v} → customer {ex.customer_id} (as of {when})",
+             f"identifiers ({len(ex.identifiers)}):"]
+    for row in ex.identifiers.itertuples(index=False):
+        lines.append(f"  {row.id_type:<17} {row.id_value:<40} first seen {_local(row.first_seen)}, "
+                     f"{int(row.n_events):,} events")
+    if ex.steps:
+        lines.append(f"why they are one customer ({len(ex.steps)} links, starting from {t} {v}):")
+        for step in ex.steps:
+            e = step.event
+            carried = " ".join(f"{k}={val}" for k, val in e.get("identifiers", {}).items())
+            more = f" (and {step.n_events - 1:,} more events)" if step.n_events > 1 else ""
+            lines.append(f"  {step.parent[0]} {step.parent[1]} — {step.child[0]} {step.child[1]}")
+            lines.append(f"      {e.get('channel', '?')} {e.get('type', '?')} at {_local(e.get('ts'))}, "
+                         f"event {e.get('event_id') or e['event_key']} from {e.get('source') or '?'}"
+                         f"{more}; carried {carried}")
+    else:
+        lines.append("no links: this identifier is a customer on its own")
+    if len(ex.set_aside):
+        lines.append("set aside nearby (seen with this customer, not used to link):")
+        for row in ex.set_aside.itertuples(index=False):
+            lines.append(f"  {row.id_type} {row.id_value}: {row.reason}")
+    return lines
+
+
+def _local(ts) -> str:
+    if ts is None or (isinstance(ts, float) and np.isnan(ts)):
+        return "?"
+    return (pd.Timestamp(ts) + pd.Timedelta(hours=7)).strftime("%Y-%m-%d %H:%M:%S +07:00")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# merges, splits and renames between two builds
+# ---------------------------------------------------------------------------------------------------------
+
+
+def identity_changes(
+    previous: pd.DataFrame,
+    resolution: Resolution,
+    previous_as_of: datetime | None = None,
+    recorded_at: datetime | None = None,
+) -> pd.DataFrame:
+    """What happened to the customers of `previous` (an identity map) in `resolution` (CHANGE_COLUMNS).
+
+    - merge: identifiers of `absorbed_customer_id` now belong to `kept_customer_id`, the older of the
+      two; `a_type`/`b_type`/`event_key`/`link_ts` name the earliest link joining them.
+    - split: part of `kept_customer_id` is now `absorbed_customer_id` (read: split off into); `a_type` is
+      the type of the identifier set aside that had held them together, `detail` says why.
+    - renamed: all of a customer's identifiers now carry another id (an identifier older than its oldest
+      appeared, e.g. a backfill, or its oldest identifier was set aside).
+    Identifiers new since `previous` join silently; identifiers gone (erased) are not reported.
+    """
+    recorded_at = recorded_at or datetime.now(timezone.utc).replace(tzinfo=None)
+    current = resolution.identity
+    rows: list[dict] = []
+    base = {"recorded_at": recorded_at, "as_of": resolution.as_of, "previous_as_of": previous_as_of}
+    if previous is None or previous.empty or current.empty:
+        return pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+    before = previous[["id_type", "id_value", "customer_id"]].rename(columns={"customer_id": "before"})
+    both = current[["id_type", "id_value", "customer_id"]].merge(before, on=["id_type", "id_value"])
+
+    used = resolution.links[resolution.links["used"]].sort_values(["first_ts", "event_key"])
+    customer_of = dict(zip(_key(current["id_type"], current["id_value"]), current["customer_id"]))
+    a_keys = _key(used["a_type"], used["a_value"])
+    links_of = dict(tuple(used.assign(key_a=a_keys, key_b=_key(used["b_type"], used["b_value"]),
+                                      customer=a_keys.map(customer_of)).groupby("customer")))
+    both["key"] = _key(both["id_type"], both["id_value"])
+    anchors = both.drop_duplicates(["customer_id", "before"]).groupby("customer_id")
+
+    groups = both.groupby("customer_id")["before"].agg(lambda s: sorted(set(s)))
+    for customer, befores in groups.items():
+        if len(befores) == 1:
+            whole = both.loc[both["before"] == befores[0], "customer_id"].nunique() == 1
+            if befores[0] != customer and whole:
+                rows.append({**base, "kind": "renamed", "kept_customer_id": customer,
+                             "absorbed_customer_id": befores[0], "detail": "oldest identifier changed"})
+            continue
+        reference = customer if customer in befores else befores[0]
+        anchor = dict(zip(*[anchors.get_group(customer)[c] for c in ("before", "key")]))
+        for absorbed, link in _merge_links(links_of.get(customer), anchor, reference).items():
+            rows.append({**base, "kind": "merge", "kept_customer_id": customer,
+                         "absorbed_customer_id": absorbed,
+                         "a_type": None if link is None else link.a_type,
+                         "b_type": None if link is None else link.b_type,
+                         "event_key": None if link is None else link.event_key,
+                         "link_ts": None if link is None else link.first_ts,
+                         "detail": f"{len(befores)} customers became one"})
+
+    set_aside = resolution.set_aside
+    for before_id, afters in both.groupby("before")["customer_id"].agg(lambda s: sorted(set(s))).items():
+        if len(afters) < 2:
+            continue
+        was = previous[previous["customer_id"] == before_id]
+        gone = set_aside.merge(was[["id_type", "id_value"]], on=["id_type", "id_value"])
+        cause = gone.iloc[0] if len(gone) else None
+        for after in afters:
+            if after == before_id:
+                continue
+            why = "split" if cause is None else f"{cause['id_type']} set aside: {cause['reason']}"
+            rows.append({**base, "kind": "split", "kept_customer_id": before_id,
+                         "absorbed_customer_id": after,
+                         "a_type": None if cause is None else cause["id_type"], "detail": why})
+    frame = pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+    return frame.sort_values(["kind", "kept_customer_id", "absorbed_customer_id"], ignore_index=True)
+
+
+def _merge_links(links: pd.DataFrame | None, anchor: dict[str, str], reference: str) -> dict:
+    """For each previous customer other than `reference` (`anchor`: previous customer → one of its
+    identifiers in the merged customer): the link that joined it to `reference`.
+
+    Links are replayed in time order (union-find); the cause of a merge is the link after which the two
+    previous customers are first connected, i.e. the one that completed the path between them.
+    """
+    found: dict[str, object] = {b: None for b in anchor if b != reference}
+    if links is None:
+        return found
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    waiting = set(found)
+    for link in links.itertuples(index=False):
+        parent[root(link.key_a)] = root(link.key_b)
+        for b in [b for b in sorted(waiting) if root(anchor[b]) == root(anchor[reference])]:
+            found[b] = link
+            waiting.discard(b)
+        if not waiting:
+            break
+    return found
+
+
+def write_identity_tables(
+    con: duckdb.DuckDBPyConnection,
+    resolution: Resolution,
+    previous: pd.DataFrame | None,
+    previous_as_of: datetime | None,
+    attributes: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Persist the identity map, the set-aside identifiers, attributes, and append the changes since
+    `previous` to `identity_merges`. Call inside the build's transaction. Returns the changes."""
+    changes = identity_changes(previous, resolution, previous_as_of)
+    con.register("identity_df", resolution.identity)
+    con.execute("CREATE OR REPLACE TABLE identity_map AS SELECT * FROM identity_df")
+    con.unregister("identity_df")
+    con.register("set_aside_df", resolution.set_aside.assign(as_of=resolution.as_of))
+    con.execute("CREATE OR REPLACE TABLE identity_set_aside AS SELECT * FROM set_aside_df")
+    con.unregister("set_aside_df")
+    if attributes is not None:
+        con.register("attributes_df", attributes)
+        con.execute("CREATE OR REPLACE TABLE customer_attributes AS SELECT * FROM attributes_df")
+        con.unregister("attributes_df")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS identity_merges (recorded_at TIMESTAMP, as_of TIMESTAMP, "
+        "previous_as_of TIMESTAMP, kind VARCHAR, kept_customer_id VARCHAR, absorbed_customer_id VARCHAR, "
+        "a_type VARCHAR, b_type VARCHAR, event_key VARCHAR, link_ts TIMESTAMP, detail VARCHAR)"
+    )
+    if len(changes):
+        con.register("changes_df", changes)
+        con.execute(f"INSERT INTO identity_merges SELECT {', '.join(CHANGE_COLUMNS)} FROM changes_df")
+        con.unregister("changes_df")
+    return changes
+
+
+def stored_identity_map(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame | None, datetime | None]:
+    """The identity map and as_of of the last build in this store (None, None before the first)."""
+    db = con.execute("SELECT current_database()").fetchone()[0]
+    tables = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'main'",
+        [db]).fetchall()}
+    if "identity_map" not in tables:
+        return None, None
+    previous = con.execute(f'SELECT * FROM "{db}".main.identity_map').df()
+    as_of = None
+    if "profiles" in tables:
+        as_of = con.execute(f'SELECT max(as_of) FROM "{db}".main.profiles').fetchone()[0]
+    return previous, as_of

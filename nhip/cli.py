@@ -105,17 +105,27 @@ def demo_data(
 def ingest(
     paths: list[Path] = typer.Argument(..., help="canonical .jsonl, .csv or .parquet files"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+    mapping: Optional[Path] = typer.Option(
+        None, "--mapping", help="TOML mapping file: read every PATH as an export with its own columns"),
 ):
     """Import event files; every row is accepted, a duplicate or quarantined with a reason."""
     def body():
         from features.ingest import ingest_file
 
         settings = _settings()
+        if mapping is not None:
+            from functools import partial
+
+            from features.mapping import ingest_mapped, load_mapping
+
+            read = partial(ingest_mapped, mapping=load_mapping(mapping))
+        else:
+            read = ingest_file
         settings.ensure_dirs()
         reports = []
         for path in paths:
             with err.status(f"importing {path} …"):
-                reports.append(ingest_file(path, settings.store_path))
+                reports.append(read(path, settings.store_path))
         totals = {k: sum(getattr(r, k) for r in reports)
                   for k in ("rows_read", "accepted", "duplicates", "quarantined")}
         if as_json:
@@ -384,6 +394,143 @@ def serve(
         command = [sys.executable, "-m", "bentoml", "serve", "serving.service:Nhip",
                    "--host", host, "--port", str(port)]
         raise typer.Exit(subprocess.call(command, env=env))
+    _run(body)
+
+
+@app.command()
+def collect(
+    port: int = typer.Option(8100, help="TCP port"),
+    host: str = typer.Option("127.0.0.1", help="address to bind"),
+):
+    """Receive canonical events over HTTP: POST /events with X-API-Key (foreground; Ctrl-C stops).
+
+    The collector holds the event store open for writing: stop it before other commands use the store.
+    """
+    def body():
+        import uvicorn
+
+        from features.collector import CollectorConfigError, create_app
+        from features.store import connect
+
+        settings = _settings()
+        try:
+            application = create_app(settings)
+        except CollectorConfigError as exc:
+            raise UserError(str(exc)) from exc
+        connect(settings.store_path, create=True).close()  # a locked or unwritable store: one-line error
+        out.print(f"collecting into {settings.store_path} on http://{host}:{port}/events")
+        uvicorn.run(application, host=host, port=port, log_level="info")
+    _run(body)
+
+
+identity_app = typer.Typer(help="Who is who: explain, export and audit identity resolution.",
+                           no_args_is_help=True)
+app.add_typer(identity_app, name="identity")
+_AS_OF_LATEST = "resolve as of this date (00:00 Vietnam time) or ISO time; default the latest event"
+
+
+def _identity_resolution(con, as_of: Optional[str]):
+    from features.identity import resolve_graph
+
+    when = _as_of(as_of) if as_of else con.execute("SELECT max(ts) FROM events").fetchone()[0]
+    if when is None:
+        raise UserError("the event store is empty; run `nhip ingest FILE` first")
+    return resolve_graph(con, when, _settings().identity_max_links)
+
+
+def _lines(lines) -> None:
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@identity_app.command("explain")
+def identity_explain(
+    identifier: str = typer.Argument(..., help="a phone in any format, an email, a Zalo/Facebook/POS id, "
+                                               "a cookie id, or a customer id (c_…)"),
+    id_type: Optional[str] = typer.Option(None, "--type", help="the identifier's type, if ambiguous"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help=_AS_OF_LATEST),
+):
+    """Why records are one customer: its identifiers and the events that link them (no names shown)."""
+    def body():
+        from features.identity import explain, find_identifier, format_explanation
+        from features.schema import IDENTIFIER_FIELDS
+        from features.store import open_store
+
+        if id_type and id_type not in (*IDENTIFIER_FIELDS, "customer_id"):
+            raise UserError(f"unknown identifier type {id_type!r}; use one of {', '.join(IDENTIFIER_FIELDS)}")
+        with open_store(_settings().store_path, read_only=True) as con:
+            resolution = _identity_resolution(con, as_of)
+            matches = find_identifier(resolution, identifier, id_type)
+            if not matches:
+                raise UserError(f"no identifier {identifier!r} in events up to {as_of or 'the latest event'}")
+            for i, (kind, value) in enumerate(matches):
+                _lines(([""] if i else []) + format_explanation(explain(con, resolution, kind, value)))
+    _run(body)
+
+
+@identity_app.command("export")
+def identity_export(
+    output: Path = typer.Option(..., "--output", help="CSV to write"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help=_AS_OF_LATEST),
+):
+    """Write customer_id,id_type,id_value,first_seen: one row per identifier, values normalised."""
+    def body():
+        from features.identity import export_identities
+        from features.store import open_store
+
+        with open_store(_settings().store_path, read_only=True) as con:
+            resolution = _identity_resolution(con, as_of)
+        frame = export_identities(resolution)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(output, index=False)
+        _lines([f"wrote {len(frame):,} identifiers of {frame['customer_id'].nunique():,} customers to "
+                f"{output}; {len(resolution.set_aside):,} set aside (see `nhip identity suspects`)"])
+    _run(body)
+
+
+@identity_app.command("suspects")
+def identity_suspects(
+    as_of: Optional[str] = typer.Option(None, "--as-of", help=_AS_OF_LATEST),
+    output: Optional[Path] = typer.Option(None, "--output", help="also write them to this CSV"),
+):
+    """Identifiers set aside by the over-merge guard (a hotline, a test email), and why."""
+    def body():
+        from features.identity import set_aside_report
+        from features.store import open_store
+
+        with open_store(_settings().store_path, read_only=True) as con:
+            resolution = _identity_resolution(con, as_of)
+            report = set_aside_report(con, resolution)
+        if output:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            report.to_csv(output, index=False)
+        if report.empty:
+            out.print(f"no identifier is set aside (limit: {resolution.max_links} distinct identifiers "
+                      "of one type)")
+            return
+        _lines(f"{r.id_type} {r.id_value}: {r.reason}; {r.n_events:,} events, {r.customers:,} customers, "
+               f"{r.unresolved_events:,} events with no other identifier (attributed to nobody)"
+               for r in report.itertuples(index=False))
+    _run(body)
+
+
+@identity_app.command("merges")
+def identity_merges(limit: int = typer.Option(50, help="show at most this many, newest first")):
+    """Merges, splits and renames recorded by `nhip features build`."""
+    def body():
+        from features.store import open_store
+
+        with open_store(_settings().store_path, read_only=True) as con:
+            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            if "identity_merges" not in tables:
+                raise UserError("no merges recorded yet; they are recorded by `nhip features build`")
+            frame = con.execute("SELECT * FROM identity_merges ORDER BY recorded_at DESC, kind, "
+                                "kept_customer_id, absorbed_customer_id LIMIT ?", [limit]).df()
+        if frame.empty:
+            out.print("no merges, splits or renames recorded")
+        _lines(f"{r.as_of:%Y-%m-%d %H:%M} {r.kind:<7} {r.absorbed_customer_id} → {r.kept_customer_id}"
+               + (f" via {r.a_type}+{r.b_type} (event {r.event_key})" if isinstance(r.event_key, str) else "")
+               + f": {r.detail}" for r in frame.itertuples(index=False))
     _run(body)
 
 

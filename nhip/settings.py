@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     embedding_model: str | None = Field(
         default=None, description="path of a sentence-transformers model; default the packaged MiniLM"
     )
+    identity_max_links: int = Field(
+        default=5,
+        description="an identifier linked to more distinct strong identifiers of one type is set aside",
+    )
     collector_api_key: str | None = Field(
         default=None, description="X-API-Key the HTTP collector requires; without it `nhip collect` won't start"
     )

@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.demo_data import DEFAULT_END, DemoData, generate, write
+from features.demo_data import (
+    DEFAULT_END, JUNK_EMAILS, NOBODY, SHARED, SHOP_HOTLINES, DemoData, generate, write,
+)
+from features.emails import normalize_email
+from features.phones import normalize_phone
 from features.schema import CANONICAL_FIELDS, IDENTIFIER_FIELDS, KNOWN_CHANNELS, KNOWN_TYPES
 
 PHONE_SHAPES = {
@@ -35,12 +39,19 @@ def medium() -> DemoData:
     return generate(customers=300, days=120, seed=7)
 
 
+@pytest.fixture(scope="module")
+def large() -> DemoData:
+    return generate(customers=1000, days=180, seed=3)
+
+
 def person_of(data: DemoData, events: pd.DataFrame) -> pd.Series:
-    """The true person behind each event, through the first identifier it carries."""
+    """The true person behind each event, through the first identifier it carries that is a person's
+    (the shop's hotline and junk emails are nobody's; None when an event carries nothing else)."""
     owner = {(t, v): p for p, t, v in data.identities.itertuples(index=False)}
     people = []
     for row in events[list(IDENTIFIER_FIELDS)].itertuples(index=False):
-        people.append(next(owner[(f, v)] for f, v in zip(IDENTIFIER_FIELDS, row) if v is not None))
+        owners = (owner[(f, v)] for f, v in zip(IDENTIFIER_FIELDS, row) if v is not None)
+        people.append(next((o for o in owners if o not in (SHARED, NOBODY)), None))
     return pd.Series(people, index=events.index)
 
 
@@ -87,7 +98,7 @@ def test_identities_cover_every_identifier_and_each_value_has_one_owner(small):
     assert written <= listed
     owners = small.identities.groupby(["id_type", "id_value"])["person_id"].nunique()
     assert (owners == 1).all()
-    assert set(small.identities["person_id"]) <= set(small.truth["person_id"])
+    assert set(small.identities["person_id"]) <= set(small.truth["person_id"]) | {SHARED, NOBODY}
 
 
 def test_opens_are_likelier_near_the_preferred_hour(small):
@@ -142,6 +153,7 @@ def _vnd(value) -> int:
 
 def test_phones_are_written_in_mixed_formats(medium):
     phones = medium.events["phone"].dropna()
+    phones = phones[~phones.isin(SHOP_HOTLINES)]  # the shop's landline
     shapes = {name for value in phones for name, rx in PHONE_SHAPES.items() if re.fullmatch(rx, value)}
     assert len(shapes) >= 5
     assert phones.map(lambda v: any(re.fullmatch(rx, v) for rx in PHONE_SHAPES.values())).all()
@@ -184,3 +196,70 @@ def test_write_then_read_roundtrips(small, tmp_path):
     assert len(pd.read_csv(paths["truth"])) == 60
     assert list(pd.read_csv(paths["identities"]).columns) == ["person_id", "id_type", "id_value"]
     assert list(pd.read_csv(paths["products"]).columns) == ["product_id", "product_name", "category", "price"]
+
+
+# --- identity hard cases --------------------------------------------------------------------------------
+
+
+def _normalised_truth(data: DemoData) -> pd.DataFrame:
+    ids = data.identities.copy()
+    norm = {"phone": normalize_phone, "email": normalize_email}
+    ids["value"] = [norm.get(t, str.strip)(v) for t, v in zip(ids["id_type"], ids["id_value"])]
+    return ids
+
+
+def test_the_shop_hotline_is_typed_into_pos_orders_of_many_people(large):
+    events = large.events
+    hotline = events["phone"].isin(SHOP_HOTLINES)
+    assert hotline.sum() >= 10
+    assert (events.loc[hotline, "channel"] == "pos").all()
+    assert events.loc[hotline, "pos_customer_id"].nunique() > 5
+    assert {normalize_phone(h) for h in SHOP_HOTLINES} == {"+842839306868"}
+    listed = large.identities[large.identities["id_value"].isin(SHOP_HOTLINES)]
+    assert set(listed["person_id"]) == {SHARED}
+
+
+def test_a_junk_email_is_given_at_sign_up_by_many_people(large):
+    events = large.events
+    junk = events["email"].isin(JUNK_EMAILS)
+    assert (events.loc[junk, "type"] == "identify").all()
+    assert events.loc[junk, "anonymous_id"].nunique() > 5
+    listed = large.identities[large.identities["id_value"].isin(JUNK_EMAILS)]
+    assert set(listed["person_id"]) == {SHARED}
+
+
+def test_mistyped_phones_are_valid_numbers_owned_by_nobody_or_by_someone_else(large):
+    truth = _normalised_truth(large)
+    phones = truth[truth["id_type"] == "phone"]
+    typos = phones[phones["person_id"] == NOBODY]
+    assert len(typos) >= 3
+    assert typos["value"].notna().all()  # one digit off is still a valid number …
+    people_phones = set(phones.loc[phones["person_id"].str.startswith("p"), "value"])
+    assert not set(typos["value"]) & people_phones  # … that is nobody's
+    # Some POS rows carry another customer's phone: the row's card and its phone have different owners.
+    owner = {(t, v): p for p, t, v in large.identities.itertuples(index=False)}
+    pos = large.events[(large.events["channel"] == "pos") & large.events["phone"].notna()
+                        & large.events["pos_customer_id"].notna()]
+    crossed = [owner[("phone", ph)] != owner[("pos_customer_id", card)]
+               and owner[("phone", ph)].startswith("p")
+               for ph, card in zip(pos["phone"], pos["pos_customer_id"])]
+    assert any(crossed)
+
+
+def test_some_people_have_two_phones_and_some_write_the_old_11_digit_number(large):
+    data = large
+    truth = _normalised_truth(data)
+    phones = truth[(truth["id_type"] == "phone") & truth["person_id"].str.startswith("p")]
+    per_person = phones.groupby("person_id")["value"].nunique()
+    assert (per_person == 2).sum() >= 5
+    assert per_person.max() <= 2 + 1  # at most a second SIM (and a rare typo hitting them)
+    old = data.events["phone"].dropna().str.fullmatch(r"01\d{9}")
+    assert set(data.events.loc[old[old].index, "channel"]) > {"pos"}
+
+
+def test_online_checkouts_and_sign_ups_link_identifiers(large):
+    events = large.events
+    checkout = events[(events["type"] == "purchase") & events["channel"].isin(["web", "app"])]
+    assert checkout["phone"].notna().mean() > 0.7
+    signup = events[events["type"] == "identify"]
+    assert (signup["phone"].notna() & signup["email"].notna()).mean() > 0.15

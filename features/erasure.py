@@ -31,6 +31,11 @@ from features.schema import IDENTIFIER_FIELDS
 from features.store import connect
 
 
+# Derived tables that may hold a customer's rows; all can be rebuilt from `events`.
+DERIVED_TABLES = {"profiles", "identity_map", "identity_merges", "identity_set_aside",
+                  "customer_attributes"}
+
+
 class ErasureError(LookupError):
     """Nothing in the store matches the identifier given for erasure."""
 
@@ -142,15 +147,15 @@ def erase(settings, id_type: str, value: str) -> ErasureReport:
         con.execute(f"DELETE FROM events e WHERE {matches}")
         report.removed["quarantine"] = _quarantine_matches(con, _raw_patterns(person))
         con.register("erased_customers", pd.DataFrame({"customer_id": customers}))
-        for table in sorted(_tables(con) & {"profiles", "identity_map", "identity_merges",
-                                            "customer_attributes"}):
+        for table in sorted(_tables(con) & DERIVED_TABLES):
             columns = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
             keys = [c for c in ("customer_id", "kept_customer_id", "absorbed_customer_id") if c in columns]
-            if not keys:
+            conditions = [f"{k} IN (SELECT customer_id FROM erased_customers)" for k in keys]
+            if {"id_type", "id_value"} <= columns:
+                conditions.append("(id_type, id_value) IN (SELECT (id_type, id_value) FROM erased_ids)")
+            if not conditions:
                 continue
-            where = " OR ".join(f"{k} IN (SELECT customer_id FROM erased_customers)" for k in keys)
-            if "id_value" in columns:
-                where += " OR (id_type, id_value) IN (SELECT (id_type, id_value) FROM erased_ids)"
+            where = " OR ".join(conditions)
             report.removed[table] = con.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]
             con.execute(f"DELETE FROM {table} WHERE {where}")
         con.execute(

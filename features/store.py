@@ -54,6 +54,18 @@ _DDL = [
 ]
 
 
+def quiet(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Turn off DuckDB's own progress bar (the CLI draws its own).
+
+    Inside Jupyter without ipywidgets DuckDB refuses to change the setting; it draws no bar there anyway.
+    """
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:
+        pass
+    return con
+
+
 class StoreMissingError(RuntimeError):
     """Raised when a command needs events but nothing has been ingested into this workspace."""
 
@@ -69,9 +81,9 @@ def connect(path: Path, read_only: bool = False, create: bool = False) -> duckdb
             f"no event store at {path}; run `nhip ingest FILE` first (or set NHIP_HOME)"
         )
     if read_only:
-        return duckdb.connect(str(path), read_only=True)
+        return quiet(duckdb.connect(str(path), read_only=True))
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
+    con = quiet(duckdb.connect(str(path)))
     for statement in _DDL:
         con.execute(statement)
     return con

@@ -76,6 +76,9 @@ def _run(fn):
     except Exception as exc:  # duckdb lock errors and the like are still one line, not a traceback
         if os.environ.get("NHIP_DEBUG"):
             raise
+        if "Could not set lock" in str(exc):
+            _fail("the event store is in use by another process (is `nhip collect` running?); "
+                  "DuckDB allows one writer at a time")
         _fail(f"{type(exc).__name__}: {exc} (set NHIP_DEBUG=1 for the traceback)")
 
 

@@ -21,3 +21,24 @@ def test_bad_date(workspace):
     result = CliRunner().invoke(app, ["train", "send-time", "--as-of", "soon"])
     assert result.exit_code == 1
     assert "cannot read date" in result.output
+
+
+def test_a_store_locked_by_another_process_is_explained(workspace, tmp_path):
+    import subprocess
+    import sys
+
+    from features.ingest import ingest_file
+    from tests.conftest import TINY_EVENTS, write_jsonl
+
+    ingest_file(write_jsonl(tmp_path / "e.jsonl", TINY_EVENTS), workspace.store_path)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
+        "time.sleep(30)"), str(workspace.store_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        result = CliRunner().invoke(app, ["quarantine", "list"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 1
+    assert "in use by another process" in result.output

@@ -27,13 +27,14 @@ import math
 import numbers
 import re
 import unicodedata
-from collections.abc import Hashable
 from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from features.columns import UNUSABLE, factorize, fullmatch, text_cells
 
 _UNITS = {
     "k": 10**3, "nghìn": 10**3, "ngàn": 10**3,
@@ -59,7 +60,6 @@ _FAST_PLAIN = r"-?[0-9]{1,15}"
 _FAST_DOTTED = r"-?[1-9][0-9]{0,2}(?:\.[0-9]{3}){1,4} ?(?:đ|Đ|₫|VNĐ|VND|vnđ|vnd)?"
 
 _NO_BOOLEANS = ("string", "empty", "floating", "integer", "mixed-integer-float", "decimal")
-_UNUSABLE = object()
 
 
 def parse_amount(raw: object) -> float | None:
@@ -85,7 +85,7 @@ def parse_amounts(s: pd.Series) -> tuple[pd.Series, pd.Series]:
         bad = np.isinf(values)
         values[bad] = np.nan
         return _result(s, values, bad)
-    codes, uniques = _factorize(_separate_booleans(s))
+    codes, uniques = factorize(_separate_booleans(s))
     distinct, unusable = _parse_distinct(pd.Series(uniques, dtype=uniques.dtype))
     values = np.full(len(s), np.nan)
     bad = np.zeros(len(s), dtype=bool)
@@ -158,11 +158,11 @@ def _parse_distinct(uniques: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """
     values = np.full(len(uniques), np.nan)
     fast = np.zeros(len(uniques), dtype=bool)
-    is_text = _is_text(uniques)
+    is_text = text_cells(uniques)
     if is_text.any():
         text = pa.array(uniques[is_text].astype("str"))
-        plain = _fullmatch(text, _FAST_PLAIN)
-        dotted = _fullmatch(text, _FAST_DOTTED) & ~plain
+        plain = fullmatch(text, _FAST_PLAIN)
+        dotted = fullmatch(text, _FAST_DOTTED) & ~plain
         positions = np.flatnonzero(is_text)
         values[positions[plain]] = pc.cast(text.filter(plain), pa.int64()).to_numpy()
         digits = pc.replace_substring_regex(text.filter(dotted), "[^0-9-]", "")
@@ -177,16 +177,13 @@ def _parse_distinct(uniques: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, np.isnan(values) & ~blank
 
 
-def _fullmatch(text: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
-    """Which strings match `pattern` in full; pyarrow directly, as pandas' `.str` costs ~0.5 ms per call."""
-    return pc.match_substring_regex(text, f"^(?:{pattern})$").to_numpy(zero_copy_only=False)
 
 
 def _separate_booleans(s: pd.Series) -> pd.Series:
     """Hide booleans from `factorize`, which treats True as 1 and False as 0 (a boolean is no amount)."""
     if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) in _NO_BOOLEANS:
         return s
-    return s.map(lambda v: _UNUSABLE if isinstance(v, (bool, np.bool_)) else v)
+    return s.map(lambda v: UNUSABLE if isinstance(v, (bool, np.bool_)) else v)
 
 
 def _result(s: pd.Series, values: np.ndarray, bad: np.ndarray) -> tuple[pd.Series, pd.Series]:
@@ -196,25 +193,6 @@ def _result(s: pd.Series, values: np.ndarray, bad: np.ndarray) -> tuple[pd.Serie
     )
 
 
-def _is_text(values: pd.Series) -> np.ndarray:
-    if values.dtype == object:
-        return np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
-    return np.full(len(values), pd.api.types.is_string_dtype(values.dtype), dtype=bool)
 
 
-def _factorize(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """`pd.factorize`, tolerating unhashable cells (lists, dicts from JSON), which are unparseable anyway."""
-    try:
-        return pd.factorize(s)
-    except TypeError:
-        return pd.factorize(s.map(lambda v: v if _hashable(v) else _UNUSABLE))
 
-
-def _hashable(value: object) -> bool:
-    if not isinstance(value, Hashable):
-        return False
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True

@@ -11,7 +11,10 @@ from datetime import datetime
 from typing import Callable
 
 from features.identity import (
-    customer_attributes, resolve_graph, stored_identity_map, write_identity_tables,
+    customer_attributes,
+    resolve_graph,
+    stored_identity_map,
+    write_identity_tables,
 )
 from features.profile_features import build_profiles
 from features.store import open_store
@@ -50,8 +53,12 @@ def build_features(
         if with_vectors and len(profiles):
             from features.embeddings import embed_texts
             from features.vectors import (
-                behaviour_vectors, content_vectors, open_qdrant, product_interactions,
-                products_seen, write_collections,
+                behaviour_vectors,
+                content_vectors,
+                open_qdrant,
+                product_interactions,
+                products_seen,
+                write_collections,
             )
 
             step("embedding products")

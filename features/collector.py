@@ -11,7 +11,7 @@ Every item gets one answer, in the order sent: `accepted` (stored), `duplicate` 
 `event_id`, or the content when there is no id — is already stored or came earlier in the batch; a retried
 webhook is therefore harmless) or `rejected` with the reason, the item's raw JSON going to quarantine like a
 bad row of a file. accepted + duplicates + rejected = items sent, always. Items are normalised exactly as
-file imports are (`features.ingest.store_rows`), and each batch is stored in one DuckDB transaction with a
+file imports are (`features.ingest.import_rows`), and each batch is stored in one DuckDB transaction with a
 row in `imports` (source `collector` or `collector:<source>` from the `?source=` query parameter): a batch
 is stored whole or, on a server error (5xx), not at all, and can simply be sent again.
 
@@ -36,13 +36,12 @@ import re
 import threading
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from features.ingest import RawRows, store_rows
+from features.ingest import RawRows, import_rows
 from features.store import connect
 
 __all__ = ["CollectorConfigError", "create_app", "MAX_BATCH", "MAX_BODY_BYTES"]
@@ -138,20 +137,7 @@ def create_app(settings=None, *, max_batch: int = MAX_BATCH, max_body_bytes: int
     def store(rows: RawRows, source: str) -> dict:
         """One batch, one transaction; runs in a worker thread, one batch at a time."""
         with lock:
-            con = app.state.con
-            started = datetime.now(timezone.utc).replace(tzinfo=None)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                report, outcomes = store_rows(con, rows, source, started)
-                con.execute(
-                    "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [source, report.rows_read, report.accepted, report.duplicates, report.quarantined,
-                     started, datetime.now(timezone.utc).replace(tzinfo=None)],
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            report, outcomes = import_rows(app.state.con, rows, source, outcomes=True)
         results = [None] * report.rows_read
         for outcome in outcomes:
             status = _STATUS.get(outcome.status, outcome.status)

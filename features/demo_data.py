@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.schema import CANONICAL_FIELDS, IDENTIFIER_FIELDS, KNOWN_CHANNELS, KNOWN_TYPES
+from features.schema import (
+    CANONICAL_FIELDS,
+    IDENTIFIER_FIELDS,
+    KNOWN_CHANNELS,
+    KNOWN_TYPES,
+)
 
 try:
     from zoneinfo import ZoneInfo

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from features.columns import factorize, fullmatch, text_cells
 
 # Literal classes that Python's `re` and pyarrow's RE2 read the same way.
 _LOCAL = r'[^@\x00-\x20\x7f<>(),;:"\[\]\\]+'
@@ -29,7 +30,6 @@ EMAIL_PATTERN = rf"{_LOCAL}@{_LABEL}(?:\.{_LABEL})+"
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
 _ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # exactly what str.strip() removes from ASCII text
 _GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
-_UNUSABLE = object()
 
 
 def normalize_email(raw: object, gmail_canonical: bool = False) -> str | None:
@@ -47,7 +47,7 @@ def normalize_emails(s: pd.Series, gmail_canonical: bool = False) -> pd.Series:
 
     Each distinct value is normalised once; plain-ASCII values (nearly all) with vectorised string operations.
     """
-    codes, uniques = _factorize(s)
+    codes, uniques = factorize(s)
     values = _normalize_distinct(pd.Series(uniques, dtype=uniques.dtype), gmail_canonical)
     out = np.full(len(s), None, dtype=object)
     present = codes >= 0
@@ -70,12 +70,12 @@ def _is_blank_or_control(ch: str) -> bool:
 def _normalize_distinct(uniques: pd.Series, gmail_canonical: bool) -> np.ndarray:
     out = np.full(len(uniques), None, dtype=object)
     fast = np.zeros(len(uniques), dtype=bool)
-    is_text = _is_text(uniques)
+    is_text = text_cells(uniques)
     if is_text.any():
         text = pa.array(uniques[is_text].astype("str"))
         ascii_only = pc.string_is_ascii(text).to_numpy(zero_copy_only=False)
         cleaned = pc.ascii_lower(pc.utf8_trim(text.filter(ascii_only), _ASCII_WHITESPACE))
-        valid = _fullmatch(cleaned, EMAIL_PATTERN)
+        valid = fullmatch(cleaned, EMAIL_PATTERN)
         positions = np.flatnonzero(is_text)[ascii_only]
         out[positions[valid]] = cleaned.filter(valid).to_numpy(zero_copy_only=False)
         fast[positions] = True
@@ -88,30 +88,8 @@ def _normalize_distinct(uniques: pd.Series, gmail_canonical: bool) -> np.ndarray
     return out
 
 
-def _fullmatch(text: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
-    """Which strings match `pattern` in full; pyarrow directly, as pandas' `.str` costs ~0.5 ms per call."""
-    return pc.match_substring_regex(text, f"^(?:{pattern})$").to_numpy(zero_copy_only=False)
 
 
-def _is_text(values: pd.Series) -> np.ndarray:
-    if values.dtype == object:
-        return np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
-    return np.full(len(values), pd.api.types.is_string_dtype(values.dtype), dtype=bool)
 
 
-def _factorize(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """`pd.factorize`, tolerating unhashable cells (lists and dicts from JSON), which are unusable anyway."""
-    try:
-        return pd.factorize(s)
-    except TypeError:
-        return pd.factorize(s.map(lambda v: v if _hashable(v) else _UNUSABLE))
 
-
-def _hashable(value: object) -> bool:
-    if not isinstance(value, Hashable):
-        return False
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True

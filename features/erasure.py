@@ -30,7 +30,6 @@ from features.phones import normalize_phone
 from features.schema import IDENTIFIER_FIELDS
 from features.store import connect
 
-
 # Derived tables that may hold a customer's rows; all can be rebuilt from `events`.
 DERIVED_TABLES = {"profiles", "identity_map", "identity_merges", "identity_set_aside",
                   "customer_attributes"}

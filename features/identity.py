@@ -494,7 +494,7 @@ def explain(
     members = resolution.identity[resolution.identity["customer_id"] == customer]
     member_keys = set(_key(members["id_type"], members["id_value"]))
     used = links[links["used"]]
-    a_key, b_key = _key(used["a_type"], used["a_value"]), _key(used["b_type"], used["b_value"])
+    a_key = _key(used["a_type"], used["a_value"])  # both ends of a used link share a customer
     inside = used[a_key.isin(member_keys)].sort_values(["first_ts", "event_key"])
     neighbours: dict[tuple[str, str], list] = {}
     for row in inside.itertuples(index=False):

@@ -896,13 +896,29 @@ def ingest_file(path: Path, store_path: Path, source: str | None = None) -> Inge
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise IngestError(f"{path}: unknown format {path.suffix!r}; use .jsonl, .csv or .parquet")
-    source = source or path.name
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = reader(path)
     con = connect(store_path, create=True)
     try:
-        con.execute("BEGIN TRANSACTION")
-        report, _ = _store(con, rows, source, started)
+        report, _ = import_rows(con, rows, source or path.name)
+    finally:
+        con.close()
+    return report
+
+
+def import_rows(
+    con, rows: RawRows, source: str, outcomes: bool = False
+) -> tuple[IngestReport, list[RowOutcome] | None]:
+    """Store rows and record the import in one transaction: all of it lands, or none of it.
+
+    The one place a file import, a mapped import and a collector batch commit their rows.
+    """
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if outcomes:
+            report, per_row = store_rows(con, rows, source, started)
+        else:
+            report, per_row = _store(con, rows, source, started)[0], None
         con.execute(
             "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?)",
             [source, report.rows_read, report.accepted, report.duplicates, report.quarantined,
@@ -912,9 +928,7 @@ def ingest_file(path: Path, store_path: Path, source: str | None = None) -> Inge
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    finally:
-        con.close()
-    return report
+    return report, per_row
 
 
 def ingest_paths(paths: Iterable[Path], store_path: Path) -> list[IngestReport]:

@@ -4,7 +4,7 @@ A POS or Zalo OA export names its columns in Vietnamese, writes times as `dd/mm/
 ("Đang quan tâm") instead of canonical event types. A mapping file says, once per kind of export, which
 column holds which canonical field (shared/brief/events.md), which constants every row gets, how times are
 written and how source values translate; the rows then go through the normal import step
-(`features.ingest.store_rows`), with its normalisation, deduplication, quarantine and accounting:
+(`features.ingest.import_rows`), with its normalisation, deduplication, quarantine and accounting:
 rows read = accepted + duplicates + quarantined.
 
     name = "pos-kiotviet"            # recorded as the events' source, with the file name
@@ -47,10 +47,10 @@ import re
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
-from features.ingest import IngestError, IngestReport, RawRows, store_rows
+from features.ingest import IngestError, IngestReport, RawRows, import_rows
 from features.schema import CANONICAL_FIELDS, IDENTIFIER_FIELDS
 from features.store import connect
 
@@ -454,22 +454,10 @@ def ingest_mapped(path: Path | str, store_path: Path, mapping: Mapping, source: 
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
-    source = source or f"{mapping.name}:{path.name}"
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
     rows = read_mapped(path, mapping)
     con = connect(store_path, create=True)
     try:
-        con.execute("BEGIN TRANSACTION")
-        report, _ = store_rows(con, rows, source, started)
-        con.execute(
-            "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [source, report.rows_read, report.accepted, report.duplicates, report.quarantined,
-             started, datetime.now(timezone.utc).replace(tzinfo=None)],
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        report, _ = import_rows(con, rows, source or f"{mapping.name}:{path.name}")
     finally:
         con.close()
     return report

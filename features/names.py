@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
+from features.columns import UNUSABLE, hashable
+
 _WHITESPACE_RE = re.compile(r"\s+")
-_UNUSABLE = object()
 
 
 def normalize_name(raw: object) -> str | None:
@@ -72,19 +73,10 @@ def _per_distinct(s: pd.Series, convert: Callable[[object], str | None]) -> pd.S
     try:
         codes, uniques = pd.factorize(s)
     except TypeError:  # unhashable cells (lists, dicts from JSON) are not names
-        codes, uniques = pd.factorize(s.map(lambda v: v if _hashable(v) else _UNUSABLE))
+        codes, uniques = pd.factorize(s.map(lambda v: v if hashable(v) else UNUSABLE))
     values = np.array([convert(v) for v in uniques], dtype=object)
     out = np.full(len(s), None, dtype=object)
     present = codes >= 0
     out[present] = values[codes[present]]
     return pd.Series(out, index=s.index, name=s.name, dtype=object)
 
-
-def _hashable(value: object) -> bool:
-    if not isinstance(value, Hashable):
-        return False
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True

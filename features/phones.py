@@ -25,12 +25,13 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from features.columns import factorize, fullmatch, text_cells
 
 # Spacing and punctuation people put inside phone numbers. One literal character class that Python's `re`
 # and pyarrow's RE2 read the same way (no `\s`: the two engines disagree about which characters it covers).
@@ -60,7 +61,6 @@ OLD_MOBILE_PREFIXES: dict[str, str] = {
 # Length of the national significant number by its first digit.
 _NSN_LENGTH = {"1": 10, "2": 10, "3": 9, "5": 9, "7": 9, "8": 9, "9": 9}
 
-_UNUSABLE = object()
 
 
 def normalize_phone(raw: object) -> str | None:
@@ -79,7 +79,7 @@ def normalize_phones(s: pd.Series) -> pd.Series:
     Phones repeat across events, so the work is done once per distinct value; the common written forms are
     handled with vectorised string operations and only the rest go through `normalize_phone`.
     """
-    codes, uniques = _factorize(s)
+    codes, uniques = factorize(s)
     values = _normalize_distinct(pd.Series(uniques, dtype=uniques.dtype))
     out = np.full(len(s), None, dtype=object)
     present = codes >= 0
@@ -161,12 +161,12 @@ def _validate_national(national: str) -> tuple[str | None, str | None]:
 def _normalize_distinct(uniques: pd.Series) -> np.ndarray:
     """Normalise distinct non-missing values: vectorised for the common forms, scalar for the rest."""
     out = np.full(len(uniques), None, dtype=object)
-    is_text = _is_text(uniques)
+    is_text = text_cells(uniques)
     fast = np.zeros(len(uniques), dtype=bool)
     if is_text.any():
         text = pa.array(uniques[is_text].astype("str"))
         compact = pc.replace_substring_regex(text, _SEPARATORS, "")
-        matched = _fullmatch(compact, _FAST_FORM)
+        matched = fullmatch(compact, _FAST_FORM)
         positions = np.flatnonzero(is_text)[matched]
         e164 = pc.replace_substring_regex(compact.filter(matched), _FAST_PREFIX, "+84")
         out[positions] = e164.to_numpy(zero_copy_only=False)
@@ -177,30 +177,8 @@ def _normalize_distinct(uniques: pd.Series) -> np.ndarray:
     return out
 
 
-def _fullmatch(text: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
-    """Which strings match `pattern` in full; pyarrow directly, as pandas' `.str` costs ~0.5 ms per call."""
-    return pc.match_substring_regex(text, f"^(?:{pattern})$").to_numpy(zero_copy_only=False)
 
 
-def _is_text(values: pd.Series) -> np.ndarray:
-    if values.dtype == object:
-        return np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
-    return np.full(len(values), pd.api.types.is_string_dtype(values.dtype), dtype=bool)
 
 
-def _factorize(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """`pd.factorize`, tolerating unhashable cells (lists and dicts from JSON), which are unusable anyway."""
-    try:
-        return pd.factorize(s)
-    except TypeError:
-        return pd.factorize(s.map(lambda v: v if _hashable(v) else _UNUSABLE))
 
-
-def _hashable(value: object) -> bool:
-    if not isinstance(value, Hashable):
-        return False
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True

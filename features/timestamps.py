@@ -18,7 +18,6 @@ epoch numbers are rounded to the microsecond (float input has no more precision 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import numbers
 import re
 from typing import NamedTuple
@@ -27,6 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from features.columns import text_cells
 
 DEFAULT_TZ = "Asia/Ho_Chi_Minh"
 EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
@@ -180,7 +181,7 @@ class _Rows(NamedTuple):
 def _parse_mixed(s: pd.Series, default_tz: str) -> np.ndarray:
     """Strings go through the vectorised path; other objects (datetimes, numbers) one by one."""
     out = np.full(len(s), _NAT)
-    is_text = _is_text(s)
+    is_text = text_cells(s)
     text = s if is_text.all() else s[is_text]
     _parse_text_rows(_Rows(pa.array(text.astype("str")), np.flatnonzero(is_text)), default_tz, out)
     others = np.flatnonzero(~is_text & s.notna().to_numpy())
@@ -278,10 +279,3 @@ def _to_utc_naive(parsed: pd.DatetimeIndex, default_tz: str) -> np.ndarray:
     out[ok] = values[ok].astype("datetime64[ns]")
     return out
 
-
-def _is_text(s: pd.Series) -> np.ndarray:
-    if s.dtype == object:
-        if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
-            return np.ones(len(s), dtype=bool)
-        return np.fromiter((isinstance(v, str) for v in s), dtype=bool, count=len(s))
-    return np.full(len(s), pd.api.types.is_string_dtype(s.dtype), dtype=bool)

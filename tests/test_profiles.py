@@ -1,5 +1,3 @@
-import json
-from datetime import datetime
 
 import pandas as pd
 import pytest

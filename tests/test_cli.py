@@ -42,3 +42,30 @@ def test_a_store_locked_by_another_process_is_explained(workspace, tmp_path):
         holder.wait()
     assert result.exit_code == 1
     assert "in use by another process" in result.output
+
+
+def test_quarantine_list_and_export(workspace, tmp_path):
+    import csv
+    import json
+
+    from features.ingest import ingest_file
+    from tests.conftest import TINY_EVENTS, write_jsonl
+
+    path = write_jsonl(tmp_path / "e.jsonl", TINY_EVENTS)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"ts": "không rõ", "channel": "web", "type": "page_view",
+                                 "anonymous_id": "a1"}) + "\n")
+        handle.write("{broken\n")
+    ingest_file(path, workspace.store_path)
+
+    listed = CliRunner().invoke(app, ["quarantine", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "unparseable ts" in listed.output and "not valid JSON" in listed.output
+
+    out = tmp_path / "q.csv"
+    exported = CliRunner().invoke(app, ["quarantine", "export", "--output", str(out),
+                                        "--reason", "ts"])
+    assert exported.exit_code == 0, exported.output
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [(r["source"], r["line"], r["reason"]) for r in rows] == [("e.jsonl", "7", "unparseable ts")]
+    assert json.loads(rows[0]["raw"])["ts"] == "không rõ"

@@ -62,11 +62,27 @@ def _promote(mlflow, name: str, version: str, candidate: float, champion: float 
     client = mlflow.MlflowClient()
     if champion is None:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-        return True, "no champion yet"
+        return True, "no comparable champion (none yet, or one for another horizon)"
     if candidate >= champion + margin:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
         return True, f"candidate {candidate:.4f} ≥ champion {champion:.4f} + margin {margin}"
     return False, f"candidate {candidate:.4f} < champion {champion:.4f} + margin {margin}"
+
+
+def _register(mlflow, name: str, wrapper, example, candidate: float, champion: float | None,
+              margin: float) -> tuple[str, bool, str]:
+    """Log the model in the active run, register a version, apply the gate and tag the run with it."""
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=wrapper,
+        input_example=example,
+        registered_model_name=name,
+        pip_requirements=PIP_REQUIREMENTS,
+    )
+    version = str(info.registered_model_version)
+    promoted, reason = _promote(mlflow, name, version, candidate, champion, margin)
+    mlflow.set_tags({"promoted": str(promoted).lower(), "promotion_reason": reason})
+    return version, promoted, reason
 
 
 def _current_champion(mlflow, name: str):
@@ -134,19 +150,10 @@ def train_propensity(
             mlflow.log_artifact(str(report), artifact_path="report")
             (Path(tmp) / "features.json").write_text(json.dumps(features))
             mlflow.log_artifact(str(Path(tmp) / "features.json"))
-        example = test[features].head(5).astype("float64")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=PropensityPyfunc(model),
-            input_example=example,
-            registered_model_name=PROPENSITY_MODEL,
-            pip_requirements=PIP_REQUIREMENTS,
+        version, promoted, reason = _register(
+            mlflow, PROPENSITY_MODEL, PropensityPyfunc(model), test[features].head(5).astype("float64"),
+            result.metrics["auc"], champion_auc, margin,
         )
-        version = str(info.registered_model_version)
-        promoted, reason = _promote(
-            mlflow, PROPENSITY_MODEL, version, result.metrics["auc"], champion_auc, margin
-        )
-        mlflow.set_tags({"promoted": str(promoted).lower(), "promotion_reason": reason})
     return RunOutcome(PROPENSITY_MODEL, version, run.info.run_id, promoted, reason, result.metrics)
 
 
@@ -176,19 +183,10 @@ def train_send_time(settings: Settings, as_of: datetime, margin: float = 0.0) ->
             mlflow.log_artifact(str(report), artifact_path="report")
         example = result.sends[["customer_id", "channel", "how"]].head(5).reset_index(drop=True)
         example["how"] = example["how"].astype("int64")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=SendTimePyfunc(model),
-            input_example=example,
-            registered_model_name=SEND_TIME_MODEL,
-            pip_requirements=PIP_REQUIREMENTS,
+        version, promoted, reason = _register(
+            mlflow, SEND_TIME_MODEL, SendTimePyfunc(model), example,
+            candidate if candidate is not None else np.nan, champion_score, margin,
         )
-        version = str(info.registered_model_version)
-        promoted, reason = _promote(
-            mlflow, SEND_TIME_MODEL, version, candidate if candidate is not None else np.nan,
-            champion_score, margin,
-        )
-        mlflow.set_tags({"promoted": str(promoted).lower(), "promotion_reason": reason})
     return RunOutcome(SEND_TIME_MODEL, version, run.info.run_id, promoted, reason, result.metrics)
 
 

@@ -58,6 +58,7 @@ def build_features(
                 open_qdrant,
                 product_interactions,
                 products_seen,
+                snapshot_root,
                 write_collections,
             )
 
@@ -72,6 +73,7 @@ def build_features(
                 written = write_collections(
                     client, profiles, behaviour_vectors(profiles), content, items, item_vectors,
                     stamp=datetime.now().strftime("%Y%m%d%H%M%S%f"),
+                    snapshot_dir=snapshot_root(settings),
                 )
             finally:
                 client.close()

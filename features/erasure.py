@@ -29,6 +29,7 @@ from features.identity import resolve
 from features.phones import normalize_phone
 from features.schema import IDENTIFIER_FIELDS
 from features.store import connect
+from features.vectors import erase_customers
 
 # Derived tables that may hold a customer's rows; all can be rebuilt from `events`.
 DERIVED_TABLES = {"profiles", "identity_map", "identity_merges", "identity_set_aside",
@@ -176,26 +177,6 @@ def erase(settings, id_type: str, value: str) -> ErasureReport:
     finally:
         con.close()
     _compact(settings.store_path)
-    report.removed["vectors"] = _erase_vectors(settings, customers)
+    report.removed["vectors"] = erase_customers(settings, customers)
     return report
 
-
-def _erase_vectors(settings, customers: list[str]) -> int:
-    """Delete the customers' points from the `profiles` collection, if vectors were ever built."""
-    if not settings.qdrant_url and not settings.qdrant_path.exists():
-        return 0
-    from qdrant_client import models
-
-    from features.vectors import collection_behind, open_qdrant, point_id
-
-    client = open_qdrant(settings)
-    try:
-        collection = collection_behind(client, "profiles")
-        if collection is None:
-            return 0
-        ids = [point_id(c) for c in customers]
-        present = len(client.retrieve(collection, ids=ids, with_payload=False))
-        client.delete(collection, points_selector=models.PointIdsList(points=ids), wait=True)
-        return present
-    finally:
-        client.close()

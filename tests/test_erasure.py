@@ -58,6 +58,11 @@ def test_erasure_leaves_no_trace(lan_and_minh):
     assert all(value in text for value in LAN)  # the search below would find them
     profiles_before = _qdrant_customers(settings)
     assert len(profiles_before) == 2
+    con = duckdb.connect(str(settings.store_path), read_only=True)
+    lan_id = con.execute("SELECT customer_id FROM identity_map WHERE id_value = 'KH001'").fetchone()[0]
+    con.close()
+    assert any(lan_id.encode() in p.read_bytes() for p in settings.workspace.rglob("*.npy")) or any(
+        lan_id.encode() in p.read_bytes() for p in settings.workspace.rglob("*.parquet"))
 
     result = CliRunner().invoke(app, ["erase", "--phone", "0912 345 678"])
     assert result.exit_code == 0, result.output
@@ -72,6 +77,8 @@ def test_erasure_leaves_no_trace(lan_and_minh):
         if path.is_file():
             data = path.read_bytes()
             assert not any(v.encode() in data for v in LAN), f"{path} still holds Lan's data"
+            if path.suffix in (".npy", ".parquet"):  # the vector snapshot, by customer id
+                assert lan_id.encode() not in data, f"{path} still holds Lan's vector"
 
 
 def test_audit_record_holds_no_personal_data(lan_and_minh):

@@ -1,0 +1,127 @@
+"""Vector stores: the snapshot swap, exact search with filters, erasure, and the Qdrant server switch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.vectors import (
+    ITEMS,
+    PROFILES,
+    Collection,
+    QdrantStore,
+    SnapshotStore,
+    compact_collections,
+    current_snapshot,
+    open_vector_store,
+    profile_matrix,
+)
+
+
+def _unit(m):
+    m = np.asarray(m, dtype=np.float32)
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+def collections(keys=("a", "b", "c"), consent=(True, True, False)) -> list[Collection]:
+    rng = np.random.default_rng(0)
+    items = _unit(rng.standard_normal((4, 384)))
+    content = _unit(rng.random((len(keys), 4)) @ items)
+    behaviour = _unit(rng.standard_normal((len(keys), 8)))
+    payload = pd.DataFrame({"consent_zalo_oa": list(consent), "has_content": True})
+    item_payload = pd.DataFrame({"product_name": list("wxyz"), "category": ["k", "k", "m", "m"],
+                                 "purchases": [4.0, 3.0, 2.0, 1.0]})
+    return [Collection(PROFILES, list(keys), {"profile": profile_matrix(behaviour, content)}, payload),
+            Collection(ITEMS, ["i1", "i2", "i3", "i4"], {"content": items}, item_payload)]
+
+
+def write_snapshot(root, colls, stamp):
+    writer = object.__new__(SnapshotStore)
+    writer.root = root
+    root.mkdir(parents=True, exist_ok=True)
+    writer.replace(colls, stamp)
+
+
+def test_snapshot_basis_keeps_dot_products(tmp_path):
+    colls = collections()
+    compact = compact_collections(colls)
+    full = colls[0].vectors["profile"] @ colls[0].vectors["profile"].T
+    small = compact[0].vectors["profile"] @ compact[0].vectors["profile"].T
+    assert compact[0].vectors["profile"].shape[1] == 8 + 64
+    np.testing.assert_allclose(full, small, atol=1e-5)
+
+
+def test_search_filters_excludes_and_ranks(tmp_path):
+    root = tmp_path / "vectors"
+    write_snapshot(root, collections(), "1")
+    store = SnapshotStore(root)
+    a = store.fetch(PROFILES, "profile", ["a"])["a"]
+    assert store.search(PROFILES, "profile", a, 3)[0].key == "a"
+    hits = store.search(PROFILES, "profile", a, 3, require={"consent_zalo_oa": True}, exclude=["a"])
+    assert [h.key for h in hits] == ["b"]
+    assert store.fetch(PROFILES, "profile", ["nobody"]) == {}
+
+
+def test_readers_keep_the_old_snapshot_until_they_reopen(tmp_path):
+    root = tmp_path / "vectors"
+    write_snapshot(root, collections(keys=("a", "b", "c")), "1")
+    reader = SnapshotStore(root)
+    assert set(reader.scan(PROFILES).index) == {"a", "b", "c"}
+    write_snapshot(root, collections(keys=("d", "e", "f")), "2")
+    assert set(reader.scan(PROFILES).index) == {"a", "b", "c"}
+    assert set(SnapshotStore(root).scan(PROFILES).index) == {"d", "e", "f"}
+    write_snapshot(root, collections(keys=("g", "h", "i")), "3")
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["2", "3"]  # one previous kept
+
+
+def test_delete_rewrites_the_snapshot_and_drops_older_ones(tmp_path):
+    root = tmp_path / "vectors"
+    write_snapshot(root, collections(), "1")
+    write_snapshot(root, collections(), "2")
+    assert SnapshotStore(root).delete(PROFILES, ["a", "zz"]) == 1
+    assert set(SnapshotStore(root).scan(PROFILES).index) == {"b", "c"}
+    assert [p for p in root.iterdir() if p.is_dir()] == [current_snapshot(root)]
+
+
+def test_qdrant_alias_swap_keeps_readers_on_the_old_collection_until_the_swap(tmp_path):
+    from qdrant_client import QdrantClient
+
+    store = QdrantStore(QdrantClient(path=str(tmp_path / "q")))
+    try:
+        store.replace(collections(keys=("a", "b", "c")), "1")
+        a = store.fetch(PROFILES, "profile", ["a"])["a"]
+        hits = store.search(PROFILES, "profile", a, 3, require={"consent_zalo_oa": True}, exclude=["a"])
+        assert [h.key for h in hits] == ["b"]
+        store.replace(collections(keys=("d", "e", "f")), "2")
+        assert set(store.scan(PROFILES).index) == {"d", "e", "f"}
+        assert [c.name for c in store.client.get_collections().collections if c.name.startswith("profiles")] \
+            == ["profiles_2"]
+    finally:
+        store.close()
+
+
+def test_server_url_switches_to_a_qdrant_client_on_that_url(workspace, monkeypatch):
+    import qdrant_client
+
+    made = {}
+
+    class FakeClient:
+        def __init__(self, **kwargs):
+            made.update(kwargs)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(qdrant_client, "QdrantClient", FakeClient)
+    monkeypatch.setenv("NHIP_QDRANT_URL", "http://qdrant.internal:6333")
+    from nhip.settings import get_settings
+
+    store = open_vector_store(get_settings())
+    assert isinstance(store, QdrantStore) and made == {"url": "http://qdrant.internal:6333"}
+    assert not (workspace.workspace / "qdrant").exists()
+
+
+def test_without_a_build_the_snapshot_says_so(workspace):
+    with pytest.raises(LookupError, match="features build"):
+        open_vector_store(workspace)

@@ -59,7 +59,43 @@ PROFILE_VECTOR_V1 = FeatureList(
     ),
 )
 
-FEATURE_LISTS = {fl.name: fl for fl in (PROPENSITY_V1, PROFILE_VECTOR_V1)}
+# Version 2 lists spell their channels out rather than import them: adding a channel to the schema must
+# make a new version, not change what a trained model reads. tests/test_feature_themes.py checks that
+# every name exists in the profile.
+_V2_CHANNELS = ("web", "app", "zalo_oa", "zalo_mini_app", "facebook", "email", "sms", "pos")
+_V2_MESSAGE_CHANNELS = ("zalo_oa", "email", "sms", "facebook", "zalo_mini_app", "app")
+_V2_CONSENT = tuple(f"consent_{c}" for c in _V2_MESSAGE_CHANNELS)
+_V2_RFM = tuple(
+    f"{name}_{c}" for c in _V2_CHANNELS
+    for name in ("recency_days", "n_events", "purchase_recency_days", "n_purchases", "monetary_total")
+)
+_V2_ENGAGEMENT = (
+    *(f"n_messages_{kind}_90d_{c}" for c in _V2_MESSAGE_CHANNELS
+      for kind in ("sent", "opened", "clicked", "replied")),
+    *(f"{name}_{c}" for c in _V2_MESSAGE_CHANNELS
+      for name in ("open_rate_90d", "click_rate_90d", "reply_rate_90d", "hours_to_open")),
+    "hours_to_open",
+)
+_V2_FATIGUE = (
+    "n_messages_sent_7d",
+    *(f"n_messages_sent_{d}d_{c}" for c in _V2_MESSAGE_CHANNELS for d in (7, 30)),
+    "message_recency_days",
+)
+_V2_AFFINITY = ("n_categories", "top_category_share_1", "top_category_share_2", "top_category_share_3",
+                "top_product_share")
+
+# The next propensity model's inputs: v1 plus how each channel is engaged with and how hard it is pushed.
+PROPENSITY_V2 = FeatureList(
+    "propensity_v2", (*PROPENSITY_V1.features, *_V2_ENGAGEMENT, *_V2_FATIGUE)
+)
+
+# Every numeric column of the wide profile (consent as 0/1); the category names are not in it.
+PROFILE_V2 = FeatureList(
+    "profile_v2",
+    (*PROPENSITY_V1.features, *_V2_CONSENT, *_V2_RFM, *_V2_ENGAGEMENT, *_V2_FATIGUE, *_V2_AFFINITY),
+)
+
+FEATURE_LISTS = {fl.name: fl for fl in (PROPENSITY_V1, PROFILE_VECTOR_V1, PROPENSITY_V2, PROFILE_V2)}
 
 
 def get_feature_list(name: str) -> FeatureList:

@@ -2,7 +2,14 @@
 
 Only events with `ts <= as_of` are read, identities are resolved with links known by `as_of`, and a
 customer with no event by then does not exist. Appending later events therefore changes nothing here —
-tests/test_profiles.py proves it.
+tests/test_profiles.py and tests/test_feature_themes.py prove it.
+
+The wide profile is the core columns below (overall recency/frequency/monetary, tenure, browsing, message
+counts, consent) followed by the themes, each in its own module: per-channel RFM (`features.rfm`),
+per-channel engagement (`features.engagement`), message fatigue (`features.fatigue`) and affinities
+(`features.affinities`). Activity by hour of week is too wide for it: `features.activity.activity_by_hour`.
+The resolved events are materialised once per build and every theme reads that table, most of them in
+one aggregate pass.
 """
 
 from __future__ import annotations
@@ -12,22 +19,24 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
+from features.affinities import affinity_sql
+from features.engagement import engagement_count_columns, engagement_rates_sql
+from features.fatigue import fatigue_columns
 from features.identity import register_resolved_events
+from features.rfm import rfm_columns
 from features.schema import IDENTIFIER_FIELDS, MESSAGE_CHANNELS
+from features.sql_windows import ACTIVE, days_since
 
 # Channels a shop can message; each gets a `consent_<channel>` column: the latest consent event wins
 # (subscribe / consent_granted / follow grant, unsubscribe / consent_revoked / unfollow revoke), and no
 # consent event at all means no consent.
 CONSENT_CHANNELS: tuple[str, ...] = MESSAGE_CHANNELS
-# What the customer did, as opposed to what the shop did to them: a campaign sent yesterday is not
-# activity, so it must not make a silent customer look recent or give them enough history to score.
-ACTIVE = "type NOT IN ('message_sent', 'message_delivered')"
 _GRANT = ("subscribe", "consent_granted", "follow")
 _REVOKE = ("unsubscribe", "consent_revoked", "unfollow")
-
-
-def _days_since(expr: str) -> str:
-    return f"date_diff('second', {expr}, $as_of) / 86400.0"
+_days_since = days_since
+# The columns of resolved_events that the themes read.
+_PROFILE_EVENT_COLUMNS = ("customer_id", "ts", "channel", "type", "amount", "product_id", "category",
+                          "message_id")
 
 
 def _consent_sql(channel: str) -> str:
@@ -37,7 +46,7 @@ def _consent_sql(channel: str) -> str:
     return f"coalesce({latest} IN ({grants}), false) AS consent_{channel}"
 
 
-def _profile_sql() -> str:
+def _core_columns() -> list[str]:
     purchase = "type = 'purchase'"
     window = lambda d: f"ts > $as_of - INTERVAL {d} DAY"  # noqa: E731
     columns = [
@@ -65,18 +74,32 @@ def _profile_sql() -> str:
         f"count(*) FILTER (WHERE type = 'message_clicked' AND {window(30)}) "
         "AS n_messages_clicked_30d",
         # Distinct messages, capped at 1: a message opened twice, or sent just before the window and
-        # opened inside it, must not push the rate past 100%.
-        f"least(1.0, (count(DISTINCT message_id) FILTER (WHERE type = 'message_opened' AND {window(90)}))"
-        f"::DOUBLE / nullif(count(DISTINCT message_id) FILTER (WHERE type = 'message_sent' "
-        f"AND {window(90)}), 0)) AS open_rate_90d",
+        # opened inside it, must not push the rate past 100%. No send means no rate (NULL), not 1.0 —
+        # which is why this is a CASE and not least(), which skips NULLs.
+        "CASE WHEN {r} > 1 THEN 1.0 ELSE {r} END AS open_rate_90d".format(r=(
+            f"(count(DISTINCT message_id) FILTER (WHERE type = 'message_opened' AND {window(90)}))"
+            f"::DOUBLE / nullif(count(DISTINCT message_id) FILTER (WHERE type = 'message_sent' "
+            f"AND {window(90)}), 0)")),
         "count(DISTINCT channel) FILTER (WHERE type NOT LIKE 'message_%') AS n_channels",
         "count(DISTINCT product_id) AS n_distinct_products",
         *(_consent_sql(c) for c in CONSENT_CHANNELS),
     ]
-    return (
-        "SELECT customer_id, " + ",\n  ".join(columns)
-        + "\nFROM resolved_events GROUP BY customer_id ORDER BY customer_id"
-    )
+    return columns
+
+
+def _profile_sql(source: str) -> str:
+    """One aggregate pass over `source` for the core, RFM, engagement-count and fatigue columns, joined
+    with the two themes that need their own grouping (per message, per category)."""
+    columns = [*_core_columns(), *rfm_columns(), *engagement_count_columns(), *fatigue_columns()]
+    return f"""
+        WITH one_pass AS (SELECT customer_id, {", ".join(columns)} FROM {source} GROUP BY customer_id),
+        rates AS ({engagement_rates_sql(source)}),
+        affinity AS ({affinity_sql(source)})
+        SELECT * REPLACE (coalesce(n_categories, 0) AS n_categories) FROM one_pass
+        LEFT JOIN rates USING (customer_id)
+        LEFT JOIN affinity USING (customer_id)
+        ORDER BY customer_id
+    """
 
 
 def build_profiles(
@@ -88,7 +111,14 @@ def build_profiles(
     already computed for the same `as_of`.
     """
     register_resolved_events(con, as_of, identity)
-    frame = con.execute(_profile_sql(), {"as_of": as_of}).df()
+    con.execute("CREATE OR REPLACE TEMP TABLE profile_events AS SELECT "
+                + ", ".join(_PROFILE_EVENT_COLUMNS) + " FROM resolved_events")
+    try:
+        frame = con.execute(_profile_sql("profile_events"), {"as_of": as_of}).df()
+    finally:
+        con.execute("DROP TABLE IF EXISTS profile_events")
+    names = [c for c in frame.columns if c.startswith("top_category_") and "share" not in c]
+    frame[names] = frame[names].astype("str")  # the same dtype whether or not any customer has one
     return frame.set_index("customer_id")
 
 

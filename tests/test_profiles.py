@@ -100,3 +100,10 @@ def test_consent_latest_event_wins_per_channel(workspace, tmp_path):
     assert not early["consent_email"] and early["consent_zalo_oa"] and early["consent_sms"]
     assert late["consent_email"] and not late["consent_zalo_oa"] and not late["consent_sms"]
     assert not late["consent_facebook"]  # never asked: no consent
+
+
+def test_no_sends_means_no_open_rate(store):
+    with open_store(store, read_only=True) as con:
+        profiles = build_profiles(con, parse_as_of("2026-03-05"))
+    lan = profiles[profiles["n_purchases"] == 1].iloc[0]
+    assert pd.isna(lan["open_rate_90d"])  # Lan was never sent a message

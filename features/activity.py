@@ -1,0 +1,71 @@
+"""When each customer is active: counts by local hour of the week per channel, smoothed.
+
+Only what the customer did counts (not `message_sent`/`message_delivered`): an open at 21:00 says the
+customer reads at 21:00, a send at 09:00 says when the shop sent. Local time is UTC +7 h
+(`features.store.LOCAL_OFFSET_HOURS`); hour of week 0 is Monday 00:00–01:00 local, 167 Sunday 23:00.
+
+Smoothing. A person who opened at 20:10 on three Tuesdays is probably also reachable at 19:xx and 21:xx;
+raw counts over 168 cells are too sparse to show that. Each event is spread over its hour and the
+neighbouring ones with the kernel `SMOOTHING` (¼, ½, ¼), circularly (Sunday 23:00 neighbours Monday
+00:00), so a row still sums to the customer's number of events on that channel.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+
+from features.identity import register_resolved_events
+from features.schema import KNOWN_CHANNELS
+from features.sql_windows import ACTIVE, quoted
+from features.store import LOCAL_OFFSET_HOURS
+
+HOURS_OF_WEEK = 168
+SMOOTHING: tuple[float, ...] = (0.25, 0.5, 0.25)
+
+
+def hour_of_week(ts: str) -> str:
+    local = f"({ts} + INTERVAL {LOCAL_OFFSET_HOURS} HOUR)"
+    return f"((isodow({local}) - 1) * 24 + hour({local}))"
+
+
+def activity_by_hour(
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime,
+    channels: tuple[str, ...] = KNOWN_CHANNELS,
+    identity: pd.DataFrame | None = None,
+    smoothing: tuple[float, ...] = SMOOTHING,
+) -> pd.DataFrame:
+    """One row per (customer_id, channel) with any own event there by as_of: n_events and `counts`, a
+    168-long array of smoothed event counts by local hour of week (see the module docstring).
+
+    `smoothing` is an odd-length kernel centred on the event's hour; `(1.0,)` gives raw counts.
+    """
+    if len(smoothing) % 2 != 1:
+        raise ValueError("smoothing needs an odd number of weights, centred on the event's hour")
+    register_resolved_events(con, as_of, identity)
+    half = len(smoothing) // 2
+    kernel = ", ".join(f"({i - half}, {w!r}::DOUBLE)" for i, w in enumerate(smoothing))
+    return con.execute(
+        f"""
+        WITH hours AS (
+            SELECT customer_id, channel, {hour_of_week("ts")} AS how, count(*) AS n
+            FROM resolved_events WHERE {ACTIVE} AND channel IN ({quoted(channels)})
+            GROUP BY ALL
+        ), spread AS (
+            SELECT customer_id, channel, (how + k.shift + {HOURS_OF_WEEK}) % {HOURS_OF_WEEK} AS how,
+                   sum(n * k.weight) AS value
+            FROM hours CROSS JOIN (VALUES {kernel}) k(shift, weight)
+            GROUP BY ALL
+        ), cells AS (
+            SELECT customer_id, channel, map(list(how), list(value)) AS m FROM spread GROUP BY ALL
+        )
+        SELECT customer_id, channel, totals.n_events,
+               list_transform(range({HOURS_OF_WEEK}), lambda h: coalesce(m[h], 0.0)) AS counts
+        FROM cells JOIN (SELECT customer_id, channel, sum(n) AS n_events FROM hours GROUP BY ALL) totals
+          USING (customer_id, channel)
+        ORDER BY customer_id, channel
+        """
+    ).df()

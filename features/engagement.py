@@ -9,7 +9,7 @@ open that comes after `as_of` leaves the message unopened.
 from __future__ import annotations
 
 from features.schema import MESSAGE_CHANNELS
-from features.sql_windows import quoted, within
+from features.sql_windows import n_events, quoted, within
 
 ENGAGEMENT_DAYS = 90
 REACTIONS: tuple[str, ...] = ("opened", "clicked", "replied")
@@ -18,10 +18,11 @@ _MESSAGE_TYPES = ("message_sent", *(f"message_{r}" for r in REACTIONS))
 
 
 def engagement_count_columns(channels: tuple[str, ...] = MESSAGE_CHANNELS) -> list[str]:
-    """n_messages_{sent,opened,clicked,replied}_90d_<ch>: events in the last 90 days (one pass, no join)."""
+    """n_messages_{sent,opened,clicked,replied}_90d_<ch>: events in the last 90 days (one pass over the
+    event cells, no join)."""
     return [
-        f"count(*) FILTER (WHERE type = 'message_{kind}' AND channel = '{ch}' AND {within(ENGAGEMENT_DAYS)}) "
-        f"AS n_messages_{kind}_{ENGAGEMENT_DAYS}d_{ch}"
+        n_events(f"type = 'message_{kind}' AND channel = '{ch}' AND {within(ENGAGEMENT_DAYS)}")
+        + f" AS n_messages_{kind}_{ENGAGEMENT_DAYS}d_{ch}"
         for ch in channels
         for kind in ("sent", *REACTIONS)
     ]
@@ -47,8 +48,8 @@ def engagement_rates_sql(source: str, channels: tuple[str, ...] = MESSAGE_CHANNE
     return f"""
         WITH messages AS (
             SELECT message_id,
-                   arg_min(customer_id, ts) FILTER (WHERE type = 'message_sent') AS customer_id,
-                   arg_min(channel, ts) FILTER (WHERE type = 'message_sent') AS channel,
+                   arg_min(customer_id, (ts, customer_id)) FILTER (WHERE type = 'message_sent') AS customer_id,
+                   arg_min(channel, (ts, channel)) FILTER (WHERE type = 'message_sent') AS channel,
                    min(ts) FILTER (WHERE type = 'message_sent') AS sent_at,
                    min(ts) FILTER (WHERE type = 'message_opened') AS opened_at,
                    bool_or(type IN ('message_opened', 'message_clicked')) AS opened,

@@ -7,20 +7,19 @@ before `as_of` counts and one sent after it does not.
 from __future__ import annotations
 
 from features.schema import MESSAGE_CHANNELS
-from features.sql_windows import days_since, within
+from features.sql_windows import days_since, last_ts, n_events, within
 
 FATIGUE_WINDOWS: tuple[int, ...] = (7, 30)
 
 
 def fatigue_columns(channels: tuple[str, ...] = MESSAGE_CHANNELS) -> list[str]:
     """n_messages_sent_7d (the 30-day total is a core column), n_messages_sent_{7,30}d_<ch> and
-    message_recency_days: days since the last send on any channel."""
+    message_recency_days: days since the last send on any channel. Aggregates over event cells."""
     sent = "type = 'message_sent'"
-    out = [f"count(*) FILTER (WHERE {sent} AND {within(7)}) AS n_messages_sent_7d"]
+    out = [f"{n_events(f'{sent} AND {within(7)}')} AS n_messages_sent_7d"]
     for ch in channels:
-        out += [
-            f"count(*) FILTER (WHERE {sent} AND channel = '{ch}' AND {within(d)}) AS n_messages_sent_{d}d_{ch}"
-            for d in FATIGUE_WINDOWS
-        ]
-    out.append(f"{days_since(f'max(ts) FILTER (WHERE {sent})')} AS message_recency_days")
+        on = f"channel = '{ch}'"
+        out += [f"{n_events(f'{sent} AND {on} AND {within(d)}')} AS n_messages_sent_{d}d_{ch}"
+                for d in FATIGUE_WINDOWS]
+    out.append(f"{days_since(last_ts(sent))} AS message_recency_days")
     return out

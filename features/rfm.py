@@ -7,13 +7,13 @@ the same for every shop: a channel the customer never used gives NULL recency an
 from __future__ import annotations
 
 from features.schema import KNOWN_CHANNELS
-from features.sql_windows import ACTIVE, days_since
+from features.sql_windows import ACTIVE, days_since, last_ts, n_events, total_amount
 
 RFM_CHANNELS: tuple[str, ...] = KNOWN_CHANNELS
 
 
 def rfm_columns(channels: tuple[str, ...] = RFM_CHANNELS) -> list[str]:
-    """Aggregates over one customer's events.
+    """Aggregates over one customer's event cells (`features.sql_windows.cells_sql`).
 
     recency_days_<ch>: days since the customer's last own event there (an open of an email counts for
     email; a send does not). n_events_<ch>: those events. purchase_recency_days_<ch>, n_purchases_<ch>,
@@ -24,11 +24,11 @@ def rfm_columns(channels: tuple[str, ...] = RFM_CHANNELS) -> list[str]:
         on = f"channel = '{ch}'"
         bought = f"{on} AND type = 'purchase'"
         out += [
-            f"{days_since(f'max(ts) FILTER (WHERE {on} AND {ACTIVE})')} AS recency_days_{ch}",
-            f"count(*) FILTER (WHERE {on} AND {ACTIVE}) AS n_events_{ch}",
-            f"{days_since(f'max(ts) FILTER (WHERE {bought})')} AS purchase_recency_days_{ch}",
-            f"count(*) FILTER (WHERE {bought}) AS n_purchases_{ch}",
-            f"coalesce(sum(amount) FILTER (WHERE {bought}), 0) AS monetary_total_{ch}",
+            f"{days_since(last_ts(f'{on} AND {ACTIVE}'))} AS recency_days_{ch}",
+            f"{n_events(f'{on} AND {ACTIVE}')} AS n_events_{ch}",
+            f"{days_since(last_ts(bought))} AS purchase_recency_days_{ch}",
+            f"{n_events(bought)} AS n_purchases_{ch}",
+            f"{total_amount(bought)} AS monetary_total_{ch}",
         ]
     return out
 

@@ -107,3 +107,12 @@ def test_no_sends_means_no_open_rate(store):
         profiles = build_profiles(con, parse_as_of("2026-03-05"))
     lan = profiles[profiles["n_purchases"] == 1].iloc[0]
     assert pd.isna(lan["open_rate_90d"])  # Lan was never sent a message
+
+
+def test_consent_revocation_wins_a_tie(workspace, tmp_path):
+    rows = [{"event_id": f"t{i}", "ts": "2026-03-01T08:00:00+07:00", "channel": "sms", "type": kind,
+             "phone": "0912345678"} for i, kind in enumerate(["consent_granted", "consent_revoked"])]
+    ingest_file(write_jsonl(tmp_path / "t.jsonl", rows), workspace.store_path)
+    with open_store(workspace.store_path, read_only=True) as con:
+        profile = build_profiles(con, parse_as_of("2026-03-10")).iloc[0]
+    assert not profile["consent_sms"]

@@ -178,7 +178,9 @@ def pandas_profiles(events, as_of):
 
     # engagement rates and time to open: one row per message, owned by its send
     m = e.loc[e["message_id"].notna().to_numpy() & ty.isin(["message_sent", *(f"message_{r}" for r in REACTIONS)]).to_numpy()]
-    sends = m[m["type"] == "message_sent"].sort_values("ts").drop_duplicates("message_id")
+    # The first send owns the message; ties on time go to the smallest (customer_id, channel), as in SQL.
+    sends = m[m["type"] == "message_sent"].sort_values(["ts", "customer_id", "channel"]).drop_duplicates(
+        "message_id")
     sends = sends[["message_id", "customer_id", "channel", "ts"]].rename(columns={"ts": "sent_at"})
     reacted = {r: set(m.loc[m["type"] == f"message_{r}", "message_id"]) for r in REACTIONS}
     reacted["opened"] |= reacted["clicked"]

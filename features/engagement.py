@@ -48,8 +48,8 @@ def engagement_rates_sql(source: str, channels: tuple[str, ...] = MESSAGE_CHANNE
     return f"""
         WITH messages AS (
             SELECT message_id,
-                   arg_min(customer_id, (ts, customer_id)) FILTER (WHERE type = 'message_sent') AS customer_id,
-                   arg_min(channel, (ts, channel)) FILTER (WHERE type = 'message_sent') AS channel,
+                   arg_min(customer_id, (ts, customer_id, channel)) FILTER (WHERE type = 'message_sent') AS customer_id,
+                   arg_min(channel, (ts, customer_id, channel)) FILTER (WHERE type = 'message_sent') AS channel,
                    min(ts) FILTER (WHERE type = 'message_sent') AS sent_at,
                    min(ts) FILTER (WHERE type = 'message_opened') AS opened_at,
                    bool_or(type IN ('message_opened', 'message_clicked')) AS opened,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,14 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from machine_info import machine  # noqa: E402  (a sibling script module)
+
 from features.ingest import ingest_file  # noqa: E402
-
-
-def machine() -> str:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{os.cpu_count()} cores, {memory:.0f} GB RAM, Python {platform.python_version()}, "
-            f"load average {load}")
 
 
 def demo_file(customers: int, days: int, seed: int, folder: Path) -> Path:

@@ -8,7 +8,7 @@ The store is the demo shop (features.demo_data) generated in `--chunks` independ
 each part is imported with `ingest_file`. Parts already imported into `--store` are skipped, so reruns go
 straight to the measurements. 11 parts × 5000 customers × 240 days ≈ 10.6M events.
 
-Measurements (each in a fresh subprocess, so peak RSS (`ru_maxrss`) is that step's alone, Python and
+Measurements (each in a fresh subprocess, so peak RSS (`VmHWM`) is that step's alone, Python and
 DuckDB included; DuckDB threads and memory_limit set as given):
 
 - `identity`: `features.identity.resolve` as of the last event;

@@ -66,7 +66,7 @@ def _run(fn):
     from features.ingest import IngestError
     from features.store import StoreMissingError
     from serving.champions import NoChampionError
-    from training.propensity import NotEnoughDataError
+    from training.errors import NotEnoughDataError
 
     try:
         return fn()

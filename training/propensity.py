@@ -17,11 +17,12 @@ from features.datasets import rolling_as_ofs, training_set
 from features.feature_lists import PROPENSITY_V1, FeatureList
 from features.store import event_time_range
 from models.propensity import PropensityModel
-from training.evaluate import classification_metrics, expected_calibration_error, ranking_metrics
-
-
-class NotEnoughDataError(ValueError):
-    """The store cannot support the requested training (window not observed, too few snapshots)."""
+from training.errors import NotEnoughDataError
+from training.evaluate import (
+    classification_metrics,
+    expected_calibration_error,
+    ranking_metrics,
+)
 
 
 @dataclass

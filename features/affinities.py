@@ -36,22 +36,23 @@ def _affinity_sql(source: str, item: str) -> str:
     """
 
 
+def _affinity(con: duckdb.DuckDBPyConnection, as_of: datetime, identity, item: str) -> pd.DataFrame:
+    register_resolved_events(con, as_of, identity)
+    return con.execute(_affinity_sql("resolved_events", item) + " ORDER BY customer_id, rank").df()
+
+
 def category_affinity(
     con: duckdb.DuckDBPyConnection, as_of: datetime, identity: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Long table: customer_id, category, n_interactions, share, rank — every category per customer."""
-    register_resolved_events(con, as_of, identity)
-    sql = _affinity_sql("resolved_events", "category") + " ORDER BY customer_id, rank"
-    return con.execute(sql).df()
+    return _affinity(con, as_of, identity, "category")
 
 
 def product_affinity(
     con: duckdb.DuckDBPyConnection, as_of: datetime, identity: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Long table: customer_id, product_id, n_interactions, share, rank — every product per customer."""
-    register_resolved_events(con, as_of, identity)
-    sql = _affinity_sql("resolved_events", "product_id") + " ORDER BY customer_id, rank"
-    return con.execute(sql).df()
+    return _affinity(con, as_of, identity, "product_id")
 
 
 def affinity_sql(source: str) -> str:

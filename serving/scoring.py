@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-
 import pandas as pd
 
 from features.asof import LOCAL_TZ, to_local
@@ -26,6 +25,11 @@ def local_timestamp(value: datetime | str) -> pd.Timestamp:
     return stamp.tz_localize(LOCAL_TZ) if stamp.tzinfo is None else stamp.tz_convert(LOCAL_TZ)
 
 
+def _unknown(customer_id: str) -> dict:
+    return {"customer_id": customer_id, "status": "unknown",
+            "error": "unknown customer id (not in the latest feature build)"}
+
+
 class Scorer:
     def __init__(self, propensity, send_time, profiles: pd.DataFrame, settings):
         self.propensity_champion = propensity
@@ -39,8 +43,7 @@ class Scorer:
         out = []
         for cid in customer_ids:
             if cid not in self.scores.index:
-                out.append({"customer_id": cid, "status": "unknown",
-                            "error": "unknown customer id (not in the latest feature build)"})
+                out.append(_unknown(cid))
                 continue
             row = self.scores.loc[cid]
             scored = row["status"] == "scored"
@@ -61,8 +64,7 @@ class Scorer:
         out = []
         for cid in customer_ids:
             if cid not in self.profiles.index:
-                out.append({"customer_id": cid, "status": "unknown",
-                            "error": "unknown customer id (not in the latest feature build)"})
+                out.append(_unknown(cid))
                 continue
             when, score, source = model.best_time(cid, channel, start, end, *self.quiet)
             out.append({
@@ -94,6 +96,3 @@ def load_scorer(settings) -> Scorer:
         profiles,
         settings,
     )
-
-
-

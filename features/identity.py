@@ -69,105 +69,139 @@ def customer_id_for(id_type: str, id_value: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # the graph as of a date
 # ---------------------------------------------------------------------------------------------------------
+#
+# Nodes are numbered in age order (first seen, then type rank, then value), so the oldest identifier of a
+# component is simply its smallest node number, and the graph work after the two queries below runs on
+# integer arrays. Identifier strings are only touched to name customers.
 
 
-def _nodes(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pd.DataFrame:
-    parts = [
-        f"SELECT '{f}' AS id_type, {f} AS id_value, min(ts) AS first_seen, count(*) AS n_events "
-        f"FROM events WHERE ts <= $as_of AND {f} IS NOT NULL GROUP BY {f}"
-        for f in IDENTIFIER_FIELDS
-    ]
-    return con.execute(" UNION ALL ".join(parts), {"as_of": as_of}).df()
+def _graph(con: duckdb.DuckDBPyConnection, as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(nodes, links) as of `as_of`, in two scans of the event store.
 
-
-def _links(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pd.DataFrame:
-    """Every pair of identifiers carried by one event, once per pair, with its first event.
-
-    `a` is the identifier whose type comes first in IDENTIFIER_FIELDS; `event_key` is the earliest event
-    carrying both (ties broken by key), so the answer does not depend on import order.
+    nodes: id_type, id_value, first_seen, n_events, node (0… in age order), rank (type rank).
+    links: every pair of identifiers carried by one event, once per pair: a_type, a_value, b_type,
+    b_value, first_ts, event_key, n_events, and the node numbers a, b. `a` is the identifier whose type
+    comes first in IDENTIFIER_FIELDS; `event_key` is the earliest event carrying both (ties broken by key),
+    so the answer does not depend on import order.
     """
-    several = " + ".join(f"CAST({f} IS NOT NULL AS INTEGER)" for f in IDENTIFIER_FIELDS)
-    long = " UNION ALL ".join(
-        f"SELECT event_key, ts, {TYPE_RANK[f]} AS r, '{f}' AS id_type, {f} AS id_value "
-        f"FROM multi WHERE {f} IS NOT NULL"
+    per_type = " UNION ALL ".join(
+        f"SELECT '{f}' AS id_type, {TYPE_RANK[f]} AS rank, {f} AS id_value, min(ts) AS first_seen, "
+        f"count(*) AS n_events FROM events WHERE ts <= $as_of AND {f} IS NOT NULL GROUP BY {f}"
         for f in IDENTIFIER_FIELDS
     )
-    columns = ", ".join(IDENTIFIER_FIELDS)
-    return con.execute(
-        f"""
-        WITH multi AS (SELECT event_key, ts, {columns} FROM events WHERE ts <= $as_of AND {several} >= 2),
-        long AS ({long})
-        SELECT a.id_type AS a_type, a.id_value AS a_value, b.id_type AS b_type, b.id_value AS b_value,
-               min(a.ts) AS first_ts, arg_min(a.event_key, (a.ts, a.event_key)) AS event_key,
-               count(*) AS n_events
-        FROM long a JOIN long b ON a.event_key = b.event_key AND a.r < b.r
-        GROUP BY ALL
-        ORDER BY a_type, a_value, b_type, b_value
-        """,
-        {"as_of": as_of},
-    ).df()
+    several = " + ".join(f"CAST({f} IS NOT NULL AS INTEGER)" for f in IDENTIFIER_FIELDS)
+    long = " UNION ALL ".join(
+        f"SELECT rid, ts, {TYPE_RANK[f]} AS rank, {f} AS id_value FROM _identity_multi "
+        f"WHERE {f} IS NOT NULL"
+        for f in IDENTIFIER_FIELDS
+    )
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _identity_nodes AS
+            SELECT *, CAST(row_number() OVER (ORDER BY first_seen, rank, id_value) - 1 AS BIGINT) AS node
+            FROM ({per_type})""",
+            {"as_of": as_of},
+        )
+        # Events carrying two or more identifiers are few (4 % of the demo shop's): copy them once
+        # instead of scanning the whole store once per identifier type. Their keys are fetched by row id
+        # afterwards, which spares reading every event's key.
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _identity_multi AS SELECT rowid AS rid, ts, "
+            f"{', '.join(IDENTIFIER_FIELDS)} FROM events WHERE ts <= $as_of AND {several} >= 2",
+            {"as_of": as_of},
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _identity_keys AS SELECT rowid AS rid, event_key FROM events "
+            "WHERE rowid IN (SELECT rid FROM _identity_multi)"
+        )
+        nodes = con.execute(
+            "SELECT id_type, id_value, first_seen, n_events, node, rank FROM _identity_nodes ORDER BY node"
+        ).df()
+        links = con.execute(
+            f"""
+            WITH long AS (
+                SELECT l.rid, k.event_key, l.ts, l.rank, n.node
+                FROM ({long}) l JOIN _identity_nodes n ON n.rank = l.rank AND n.id_value = l.id_value
+                JOIN _identity_keys k ON k.rid = l.rid
+            ),
+            pairs AS (
+                SELECT a.node AS a, b.node AS b, min(a.ts) AS first_ts,
+                       arg_min(a.event_key, (a.ts, a.event_key)) AS event_key, count(*) AS n_events
+                FROM long a JOIN long b ON a.rid = b.rid AND a.rank < b.rank
+                GROUP BY ALL
+            )
+            SELECT na.id_type AS a_type, na.id_value AS a_value, nb.id_type AS b_type,
+                   nb.id_value AS b_value, p.first_ts, p.event_key, p.n_events, p.a, p.b
+            FROM pairs p JOIN _identity_nodes na ON na.node = p.a JOIN _identity_nodes nb ON nb.node = p.b
+            ORDER BY na.rank, na.id_value, nb.rank, nb.id_value
+            """
+        ).df()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _identity_nodes")
+        con.execute("DROP TABLE IF EXISTS _identity_multi")
+        con.execute("DROP TABLE IF EXISTS _identity_keys")
+    nodes = nodes.astype({"id_type": object, "id_value": object})
+    links = links.astype({c: object for c in ("a_type", "a_value", "b_type", "b_value", "event_key")})
+    return nodes, links
 
 
 def _key(types: pd.Series, values: pd.Series) -> pd.Series:
     return types.astype(object) + "\x1f" + values.astype(object)
 
 
-def _adjacency(links: pd.DataFrame) -> pd.DataFrame:
-    """Links in both directions as (x, y) rows."""
-    names = ["x_type", "x_value", "y_type", "y_value"]
-    forward = links[["a_type", "a_value", "b_type", "b_value"]].set_axis(names, axis=1)
-    backward = links[["b_type", "b_value", "a_type", "a_value"]].set_axis(names, axis=1)
-    return pd.concat([forward, backward], ignore_index=True)
+def _adjacency(links: pd.DataFrame, rank: np.ndarray) -> pd.DataFrame:
+    """Links in both directions as integer (x, y, y_rank) rows; `rank` is the type rank per node."""
+    x = np.concatenate([links["a"].to_numpy(), links["b"].to_numpy()])
+    y = np.concatenate([links["b"].to_numpy(), links["a"].to_numpy()])
+    return pd.DataFrame({"x": x, "y": y, "x_rank": rank[x], "y_rank": rank[y]})
 
 
 def _over_limit(reach: pd.DataFrame, max_links: int, via: str) -> pd.DataFrame:
-    """Per identifier x, its worst type of strong identifiers reached, where that count exceeds the limit."""
-    columns = ["id_type", "id_value", "linked_type", "linked", "via"]
-    if reach.empty:
-        return pd.DataFrame(columns=columns)
-    counts = reach.groupby(["x_type", "x_value", "y_type"]).size().rename("linked").reset_index()
+    """Per node x, its worst type of strong identifiers reached, where that count exceeds the limit.
+
+    `reach` holds distinct (x, y) pairs, so a group's size is its number of distinct identifiers."""
+    counts = reach.groupby(["x", "y_rank"]).size().rename("linked").reset_index()
     counts = counts[counts["linked"] > max_links]
-    if counts.empty:
-        return pd.DataFrame(columns=columns)
-    counts["_rank"] = counts["y_type"].map(TYPE_RANK)
-    worst = counts.sort_values(["x_type", "x_value", "linked", "_rank"], ascending=[True, True, False, True])
-    worst = worst.drop_duplicates(["x_type", "x_value"])
-    out = worst.rename(columns={"x_type": "id_type", "x_value": "id_value", "y_type": "linked_type"})
-    return out.assign(via=via)[columns]
+    worst = counts.sort_values(["x", "linked", "y_rank"], ascending=[True, False, True])
+    worst = worst.drop_duplicates("x")
+    return pd.DataFrame({"node": worst["x"].to_numpy(dtype=np.int64),
+                         "linked_rank": worst["y_rank"].to_numpy(dtype=np.int64),
+                         "linked": worst["linked"].to_numpy(dtype=np.int64), "via": via})
 
 
-def find_set_aside(links: pd.DataFrame, max_links: int = MAX_LINKS) -> pd.DataFrame:
+def find_set_aside(links: pd.DataFrame, nodes: pd.DataFrame, max_links: int = MAX_LINKS) -> pd.DataFrame:
     """Identifiers shared by too many distinct strong identities (see the module docstring).
 
-    Columns: id_type, id_value, linked_type (the type over the limit), linked (how many distinct values of
-    it), via (`direct` or `device`: reached through cookies/devices).
+    `links` and `nodes` as returned by `_graph`. Columns: id_type, id_value, linked_type (the type over the
+    limit), linked (how many distinct values of it), via (`direct`, or `device`: reached through
+    cookies/devices), node.
     """
-    adj = _adjacency(links)
-    x_device = adj["x_type"].isin(DEVICE_TYPES)
-    y_strong = ~adj["y_type"].isin(DEVICE_TYPES)
+    rank = nodes["rank"].to_numpy()
+    adj = _adjacency(links, rank)
+    device_ranks = [TYPE_RANK[t] for t in DEVICE_TYPES]
+    x_device = adj["x_rank"].isin(device_ranks)
+    y_strong = ~adj["y_rank"].isin(device_ranks)
 
     device_to_strong = adj[x_device & y_strong]
     devices = _over_limit(device_to_strong, max_links, "direct")
-    devices_out = set(_key(devices["id_type"], devices["id_value"]))
 
     direct = adj[~x_device & y_strong]
-    to_device = adj[~x_device & ~y_strong]
-    to_device = to_device[~_key(to_device["y_type"], to_device["y_value"]).isin(devices_out)]
-    behind = device_to_strong.rename(columns={"x_type": "d_type", "x_value": "d_value",
-                                              "y_type": "z_type", "y_value": "z_value"})
-    hop = to_device.merge(behind, left_on=["y_type", "y_value"], right_on=["d_type", "d_value"])
-    hop = hop[(hop["z_type"] != hop["x_type"]) | (hop["z_value"] != hop["x_value"])]
-    hop = hop[["x_type", "x_value", "z_type", "z_value"]].set_axis(list(direct.columns), axis=1)
+    to_device = adj[~x_device & ~y_strong & ~adj["y"].isin(devices["node"])]
+    behind = device_to_strong[["x", "y", "y_rank"]].set_axis(["d", "z", "z_rank"], axis=1)
+    hop = to_device[["x", "y"]].merge(behind, left_on="y", right_on="d")
+    hop = hop[hop["z"] != hop["x"]]
+    hop = hop[["x", "z", "z_rank"]].set_axis(["x", "y", "y_rank"], axis=1)
 
     direct_out = _over_limit(direct, max_links, "direct")
-    reach = pd.concat([direct, hop], ignore_index=True).drop_duplicates()
+    reach = pd.concat([direct[["x", "y", "y_rank"]], hop], ignore_index=True).drop_duplicates(["x", "y"])
     strong = _over_limit(reach, max_links, "device")
-    strong = strong[~_key(strong["id_type"], strong["id_value"]).isin(
-        set(_key(direct_out["id_type"], direct_out["id_value"])))]
+    strong = strong[~strong["node"].isin(direct_out["node"])]
     found = pd.concat([devices, direct_out, strong], ignore_index=True)
+    found = found.merge(nodes[["node", "id_type", "id_value", "rank"]], on="node")
+    found["linked_type"] = [IDENTIFIER_FIELDS[r] for r in found["linked_rank"]]
     found["linked"] = found["linked"].astype("int64")
-    found["_rank"] = found["id_type"].map(TYPE_RANK)
-    return found.sort_values(["_rank", "id_value"]).drop(columns="_rank").reset_index(drop=True)
+    found = found.sort_values(["rank", "id_value"]).reset_index(drop=True)
+    return found[["id_type", "id_value", "linked_type", "linked", "via", "node"]]
 
 
 @dataclass
@@ -199,24 +233,20 @@ def resolve_graph(
     con: duckdb.DuckDBPyConnection, as_of: datetime, max_links: int = MAX_LINKS
 ) -> Resolution:
     """Resolve identities as of `as_of` and keep the evidence (links, set-aside identifiers)."""
-    nodes = _nodes(con, as_of)
-    links = _links(con, as_of)
-    set_aside = find_set_aside(links, max_links)
-    out_keys = set(_key(set_aside["id_type"], set_aside["id_value"]))
-
-    node_key = _key(nodes["id_type"], nodes["id_value"])
-    kept = nodes[~node_key.isin(out_keys)].reset_index(drop=True)
-    links["used"] = ~(_key(links["a_type"], links["a_value"]).isin(out_keys)
-                      | _key(links["b_type"], links["b_value"]).isin(out_keys))
-    identity = _components(kept, links[links["used"]])
+    nodes, links = _graph(con, as_of)
+    set_aside = find_set_aside(links, nodes, max_links)
+    out = np.zeros(len(nodes), dtype=bool)
+    out[set_aside["node"].to_numpy(dtype=np.int64)] = True
+    links["used"] = ~(out[links["a"].to_numpy()] | out[links["b"].to_numpy()])
+    identity, customer_of_node = _components(nodes, links[links["used"]], out)
 
     if len(set_aside):
-        set_aside = set_aside.merge(nodes, on=["id_type", "id_value"], how="left")
+        set_aside = set_aside.merge(nodes[["node", "first_seen", "n_events"]], on="node", how="left")
         set_aside["reason"] = [
             f"linked to {n} distinct {t} values" + (" through shared devices" if v == "device" else "")
             for n, t, v in zip(set_aside["linked"], set_aside["linked_type"], set_aside["via"])
         ]
-        set_aside["customers"] = _customers_touched(set_aside, links, identity)
+        set_aside["customers"] = _customers_touched(set_aside, links, customer_of_node)
     else:
         kinds = {"first_seen": "datetime64[us]", "n_events": "int64", "linked": "int64",
                  "customers": "int64"}
@@ -226,34 +256,41 @@ def resolve_graph(
     return Resolution(as_of, identity, set_aside, links, nodes, max_links)
 
 
-def _components(kept: pd.DataFrame, used: pd.DataFrame) -> pd.DataFrame:
-    if kept.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in IDENTITY_COLUMNS})
-    index = pd.Series(np.arange(len(kept)), index=_key(kept["id_type"], kept["id_value"]).to_numpy())
-    a = index.reindex(_key(used["a_type"], used["a_value"]).to_numpy()).to_numpy()
-    b = index.reindex(_key(used["b_type"], used["b_value"]).to_numpy()).to_numpy()
-    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(kept), len(kept)))
+def _components(nodes: pd.DataFrame, used: pd.DataFrame, out: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """The identity map, and the customer id (or None) of every node.
+
+    Set-aside nodes (`out`) have no used link, so they are components of their own; they get no customer.
+    A component's customer is named after its smallest node number: nodes are numbered in age order.
+    """
+    n = len(nodes)
+    if n == 0:
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in IDENTITY_COLUMNS})
+        return empty, np.empty(0, dtype=object)
+    a, b = used["a"].to_numpy(), used["b"].to_numpy()
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
-    kept = kept.assign(component=component, _rank=kept["id_type"].map(TYPE_RANK))
-    oldest = (
-        kept.sort_values(["component", "first_seen", "_rank", "id_value"])
-        .drop_duplicates("component")
-        .set_index("component")
-    )
-    names = {comp: customer_id_for(t, v) for comp, t, v in
-             zip(oldest.index, oldest["id_type"], oldest["id_value"])}
-    kept["customer_id"] = kept["component"].map(names)
-    kept = kept.sort_values(["customer_id", "_rank", "id_value"])
-    return kept[IDENTITY_COLUMNS].reset_index(drop=True)
+    root = np.full(component.max() + 1, n, dtype=np.int64)
+    np.minimum.at(root, component, np.arange(n))
+    roots = np.unique(root[component[~out]])
+    types, values = nodes["id_type"].to_numpy(), nodes["id_value"].to_numpy()
+    name_of_root = dict(zip(roots.tolist(), (customer_id_for(types[r], values[r]) for r in roots.tolist())))
+    customer = np.array([name_of_root.get(r) for r in root[component].tolist()], dtype=object)
+    customer[out] = None
+    # Customers in the order of their oldest identifier, each customer's identifiers oldest first.
+    order = np.lexsort((np.arange(n), root[component]))
+    order = order[~out[order]]
+    kept = nodes.iloc[order].assign(customer_id=customer[order])
+    return kept[IDENTITY_COLUMNS].reset_index(drop=True), customer
 
 
-def _customers_touched(set_aside: pd.DataFrame, links: pd.DataFrame, identity: pd.DataFrame) -> list[int]:
+def _customers_touched(set_aside: pd.DataFrame, links: pd.DataFrame, customer_of_node: np.ndarray) -> list[int]:
     """How many distinct customers each set-aside identifier was seen with."""
-    customer = dict(zip(_key(identity["id_type"], identity["id_value"]), identity["customer_id"]))
-    adj = _adjacency(links)
-    adj["customer"] = _key(adj["y_type"], adj["y_value"]).map(customer)
-    touched = adj.dropna(subset=["customer"]).groupby(["x_type", "x_value"])["customer"].nunique()
-    return [int(touched.get((t, v), 0)) for t, v in zip(set_aside["id_type"], set_aside["id_value"])]
+    counts = []
+    a, b = links["a"].to_numpy(), links["b"].to_numpy()
+    for node in set_aside["node"].to_numpy():
+        neighbours = np.concatenate([b[a == node], a[b == node]])
+        counts.append(len({c for c in customer_of_node[neighbours] if c is not None}))
+    return counts
 
 
 def resolve(con: duckdb.DuckDBPyConnection, as_of: datetime, max_links: int = MAX_LINKS) -> pd.DataFrame:

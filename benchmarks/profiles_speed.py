@@ -11,8 +11,8 @@ straight to the measurements. 11 parts × 5000 customers × 240 days ≈ 10.6M e
 Measurements (each in a fresh subprocess, so peak RSS (`VmHWM`) is that step's alone, Python and
 DuckDB included; DuckDB threads and memory_limit set as given):
 
-- `identity`: `features.identity.resolve` as of the last event;
-- `profiles`: `build_profiles(con, as_of, identity)` with the identity map already resolved — the wide
+- `identity`: `features.identity.resolve_graph` as of the last event;
+- `profiles`: `build_profiles(con, as_of, identity, set_aside)` with identity already resolved — the wide
   profile (every theme) from the store into a pandas DataFrame;
 - `profiles+identity`: `build_profiles(con, as_of)` resolving identity itself (what a cold build costs);
 - `pandas`: the same wide features in straightforward pandas (resolved events loaded with DuckDB into a
@@ -256,29 +256,34 @@ def open_for_bench(store: Path, threads: int, memory_limit: str, temp: Path):
 def measure(args) -> dict:
     import pandas as pd
 
-    from features.identity import register_resolved_events, resolve
+    from features.identity import register_resolved_events, resolve_graph
     from features.profile_features import _PROFILE_EVENT_COLUMNS, build_profiles
 
     as_of = pd.Timestamp(args.as_of).to_pydatetime()
     con = open_for_bench(args.store, args.threads, args.memory_limit, args.work)
     identity_path = args.work / "identity.parquet"
+    set_aside_path = args.work / "set_aside.parquet"
     out: dict = {"step": args.measure}
     if args.measure == "identity":
         started = time.perf_counter()
-        identity = resolve(con, as_of)
+        resolution = resolve_graph(con, as_of)
         out["seconds"] = time.perf_counter() - started
+        identity = resolution.identity
         identity.to_parquet(identity_path)
+        resolution.set_aside[["id_type", "id_value"]].to_parquet(set_aside_path)
         out["identifiers"] = len(identity)
     elif args.measure in ("profiles", "profiles+identity"):
-        identity = pd.read_parquet(identity_path) if args.measure == "profiles" else None
+        identity = set_aside = None
+        if args.measure == "profiles":
+            identity, set_aside = pd.read_parquet(identity_path), pd.read_parquet(set_aside_path)
         started = time.perf_counter()
-        profiles = build_profiles(con, as_of, identity)
+        profiles = build_profiles(con, as_of, identity, set_aside)
         out["seconds"] = time.perf_counter() - started
         out["customers"], out["columns"] = profiles.shape
     elif args.measure == "pandas":
-        identity = pd.read_parquet(identity_path)
+        identity, set_aside = pd.read_parquet(identity_path), pd.read_parquet(set_aside_path)
         started = time.perf_counter()
-        register_resolved_events(con, as_of, identity)
+        register_resolved_events(con, as_of, identity, set_aside)
         events = con.execute(f"SELECT {', '.join(_PROFILE_EVENT_COLUMNS)} FROM resolved_events").df()
         out["load_seconds"] = time.perf_counter() - started
         reference = pandas_profiles(events, as_of)
@@ -286,7 +291,7 @@ def measure(args) -> dict:
         out["events"] = len(events)
         out["peak_rss_mib"] = peak_rss_mib()
         del events
-        sql = build_profiles(con, as_of, identity)
+        sql = build_profiles(con, as_of, identity, set_aside)
         out["mismatches"] = compare(sql, reference, args.sample)
         out["compared"] = f"{min(args.sample, len(sql))} customers × {sql.shape[1]} columns"
     out.setdefault("peak_rss_mib", peak_rss_mib())

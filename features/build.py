@@ -40,7 +40,7 @@ def build_features(
         resolution = resolve_graph(con, as_of, settings.identity_max_links)
         identity = resolution.identity
         step("computing profiles")
-        profiles = build_profiles(con, as_of, identity)
+        profiles = build_profiles(con, as_of, identity, resolution.set_aside)
         attributes = customer_attributes(con, as_of, identity)
         step("writing profiles")
         con.register("profiles_df", profiles.reset_index())

@@ -151,14 +151,17 @@ def _profile_sql(source: str, cells: str) -> str:
 
 
 def build_profiles(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, identity: pd.DataFrame | None = None
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime,
+    identity: pd.DataFrame | None = None,
+    set_aside: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per customer known at `as_of`, indexed by customer_id.
 
-    `as_of` is naive UTC (see `features.asof.parse_as_of`). Pass `identity` to reuse a resolution
-    already computed for the same `as_of`.
+    `as_of` is naive UTC (see `features.asof.parse_as_of`). Pass `identity` (and `set_aside`) to reuse a
+    resolution already computed for the same `as_of` (see `register_resolved_events`).
     """
-    register_resolved_events(con, as_of, identity)
+    register_resolved_events(con, as_of, identity, set_aside)
     con.execute("CREATE OR REPLACE TEMP TABLE profile_events AS SELECT "
                 + ", ".join(_PROFILE_EVENT_COLUMNS) + " FROM resolved_events")
     try:

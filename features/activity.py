@@ -1,7 +1,9 @@
 """When each customer is active: counts by local hour of the week per channel, smoothed.
 
-Only what the customer did counts (not `message_sent`/`message_delivered`): an open at 21:00 says the
-customer reads at 21:00, a send at 09:00 says when the shop sent. Local time is UTC +7 h
+Only what the customer did counts (not `message_sent`/`message_delivered`, nor a mail client's automatic
+open): an open at 21:00 says the customer reads at 21:00, a send at 09:00 says when the shop sent, and an
+"open" one second after delivery says only that the mail client prefetched the images (Apple Mail Privacy
+Protection and the like; see `MACHINE_OPEN_SECONDS`). Local time is UTC +7 h
 (`features.store.LOCAL_OFFSET_HOURS`); hour of week 0 is Monday 00:00–01:00 local, 167 Sunday 23:00.
 
 Smoothing. A person who opened at 20:10 on three Tuesdays is probably also reachable at 19:xx and 21:xx;
@@ -24,6 +26,21 @@ from features.store import LOCAL_OFFSET_HOURS
 
 HOURS_OF_WEEK = 168
 SMOOTHING: tuple[float, ...] = (0.25, 0.5, 0.25)
+# No person opens a message within two seconds of its arrival; a mail client that fetches every message's
+# images on delivery does. Such opens say nothing about when, or whether, the customer reads.
+MACHINE_OPEN_SECONDS = 2
+
+
+def _machine_opens() -> str:
+    """SQL: event_key of every open that came within `MACHINE_OPEN_SECONDS` of its message's arrival (the
+    delivery, or the send when no delivery was logged)."""
+    return f"""
+        SELECT o.event_key FROM resolved_events o JOIN (
+            SELECT message_id, max(ts) AS arrived FROM resolved_events
+            WHERE type IN ('message_sent', 'message_delivered') AND message_id IS NOT NULL GROUP BY ALL
+        ) a USING (message_id)
+        WHERE o.type = 'message_opened'
+          AND o.ts <= a.arrived + INTERVAL {MACHINE_OPEN_SECONDS} SECOND"""
 
 
 def hour_of_week(ts: str) -> str:
@@ -53,6 +70,7 @@ def activity_by_hour(
         WITH hours AS (
             SELECT customer_id, channel, {hour_of_week("ts")} AS how, count(*) AS n
             FROM resolved_events WHERE {ACTIVE} AND channel IN ({quoted(channels)})
+              AND event_key NOT IN ({_machine_opens()})
             GROUP BY ALL
         ), spread AS (
             SELECT customer_id, channel, (how + k.shift + {HOURS_OF_WEEK}) % {HOURS_OF_WEEK} AS how,
@@ -67,5 +85,39 @@ def activity_by_hour(
         FROM cells JOIN (SELECT customer_id, channel, sum(n) AS n_events FROM hours GROUP BY ALL) totals
           USING (customer_id, channel)
         ORDER BY customer_id, channel
+        """
+    ).df()
+
+
+def message_responses(
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime,
+    identity: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per message sent by as_of: customer_id, channel, ts (naive UTC), how (local hour of week of
+    the send), opened (1 when the customer opened or clicked it by as_of) and open_how (local hour of week
+    of that first response, as a float with minutes, NaN when unopened).
+
+    Unlike `features.datasets.message_sends`, machine opens do not count: a message only the mail client
+    "opened" was not read. The time of the response is kept because it says when the customer reads,
+    which the send time does not: a message sent at 9:00 and opened at 20:10 was read at 20:10.
+    """
+    register_resolved_events(con, as_of, identity)
+    local = f"INTERVAL {LOCAL_OFFSET_HOURS} HOUR"
+    return con.execute(
+        f"""
+        WITH sent AS (
+            SELECT customer_id, channel, message_id, ts FROM resolved_events WHERE type = 'message_sent'
+        ), read AS (
+            SELECT message_id, min(ts) AS ts FROM resolved_events
+            WHERE type IN ('message_opened', 'message_clicked') AND message_id IS NOT NULL
+              AND event_key NOT IN ({_machine_opens()})
+            GROUP BY ALL
+        )
+        SELECT s.customer_id, s.channel, s.ts, {hour_of_week("s.ts")} AS how,
+               (r.message_id IS NOT NULL)::INTEGER AS opened,
+               {hour_of_week("r.ts")} + minute(r.ts + {local}) / 60.0 AS open_how
+        FROM sent s LEFT JOIN read r USING (message_id)
+        ORDER BY s.ts, s.customer_id
         """
     ).df()

@@ -1276,6 +1276,7 @@ def _truth_frame(people: _People, raw, clock: _Clock) -> pd.DataFrame:
         "preferred_hour_zalo_oa": people.pref_hour[:, 0],
         "preferred_hour_email": people.pref_hour[:, 1],
         "preferred_hour_sms": people.pref_hour[:, 2],
+        "open_base": people.open_base,  # P(open) at the reading hour before the channel factor (_campaigns)
         "favourite_categories": favourites,
         "machine_opener": people.machine_opener,
         "n_events": np.bincount(raw["p"], minlength=people.n),

@@ -25,14 +25,14 @@ class PropensityPyfunc(mlflow.pyfunc.PythonModel):
 
 
 class SendTimePyfunc(mlflow.pyfunc.PythonModel):
-    """Input: customer_id, channel, how (hour of week 0–167). Output: P(open | sent at that hour)."""
+    """Input: customer_id, channel, how (hour of week 0–167). Output: P(open | sent at that hour).
+
+    Richer answers (the best slot, its source, exploration) come from the estimator itself:
+    `unwrap_python_model().model.choose(...)`.
+    """
 
     def __init__(self, model: SendTimeModel):
         self.model = model
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        out = np.empty(len(model_input))
-        for i, row in enumerate(model_input.itertuples(index=False)):
-            curve, _ = self.model.curve(row.customer_id, row.channel)
-            out[i] = curve[int(row.how)]
-        return out
+        return self.model.predict_rows(model_input)

@@ -30,7 +30,10 @@ class Settings(BaseSettings):
         default=3, description="customers with fewer events by as_of are `unscored`"
     )
     send_time_prior_strength: float = Field(
-        default=8.0, description="pseudo-sends pulling a customer's hour curve to the pooled one"
+        default=1.0, description="pseudo-opens pulling a customer's reading hours to the pooled ones"
+    )
+    send_time_explore: bool = Field(
+        default=False, description="send-time answers explore (Thompson sampling) unless a request says"
     )
     quiet_start: str = "21:30"
     quiet_end: str = "08:00"
@@ -43,6 +46,21 @@ class Settings(BaseSettings):
     )
     collector_api_key: str | None = Field(
         default=None, description="X-API-Key the HTTP collector requires; without it `nhip collect` won't start"
+    )
+    promotion_margin: float = Field(
+        default=0.0, description="AUC a candidate must beat the champion by, on the same backtest"
+    )
+    max_ece: float = Field(
+        default=0.10, description="calibration error (10 equal-count bins) above which no model is promoted"
+    )
+    retrain_min_new_events: int = Field(
+        default=1000, description="`nhip retrain` refuses with fewer events since the champions' data"
+    )
+    retrain_min_label_rate: float = Field(
+        default=0.01, description="`nhip retrain` refuses below this purchase rate on the test snapshot"
+    )
+    retrain_max_label_rate: float = Field(
+        default=0.90, description="`nhip retrain` refuses above this purchase rate on the test snapshot"
     )
 
     @property

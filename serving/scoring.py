@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
+import numpy as np
 import pandas as pd
 
 from features.asof import LOCAL_TZ, to_local
@@ -31,12 +32,15 @@ def _unknown(customer_id: str) -> dict:
 
 
 class Scorer:
-    def __init__(self, propensity, send_time, profiles: pd.DataFrame, settings):
+    def __init__(self, propensity, send_time, profiles: pd.DataFrame, settings,
+                 rng: np.random.Generator | None = None):
         self.propensity_champion = propensity
         self.send_time_champion = send_time
         self.profiles = profiles
         self.as_of = profiles["as_of"].iloc[0] if len(profiles) else None
         self.quiet = (parse_clock(settings.quiet_start), parse_clock(settings.quiet_end))
+        self.explore = settings.send_time_explore
+        self.rng = rng or np.random.default_rng()  # exploration draws; tests pass a seeded one
         self.scores = score_profiles(propensity.model, profiles, settings.min_events_to_score)
 
     def propensity(self, customer_ids: list[str]) -> list[dict]:
@@ -56,23 +60,31 @@ class Scorer:
             })
         return out
 
-    def send_time(self, customer_ids: list[str], channel: str, start, end) -> list[dict]:
+    def send_time(self, customer_ids: list[str], channel: str, start, end,
+                  explore: bool | None = None) -> list[dict]:
+        """The best hour in the window per customer, outside quiet hours, and the curve's source.
+
+        With `explore` (default: the `NHIP_SEND_TIME_EXPLORE` setting) the hour comes from Thompson
+        sampling, so sends keep teaching the model; `explored` says when that moved it off the best hour.
+        """
         start, end = local_timestamp(start), local_timestamp(end)
         if end <= start:
             raise ValueError("window_end must be after window_start")
+        explore = self.explore if explore is None else explore
         model = self.send_time_champion.model
         out = []
         for cid in customer_ids:
             if cid not in self.profiles.index:
                 out.append(_unknown(cid))
                 continue
-            when, score, source = model.best_time(cid, channel, start, end, *self.quiet)
+            choice = model.choose(cid, channel, start, end, *self.quiet, explore=explore, rng=self.rng)
             out.append({
                 "customer_id": cid,
-                "status": "scored" if when is not None else "no_slot",
-                "send_at": when.isoformat() if when is not None else None,
-                "score": score,
-                "source": source,
+                "status": "scored" if choice.when is not None else "no_slot",
+                "send_at": choice.when.isoformat() if choice.when is not None else None,
+                "score": choice.score,
+                "source": choice.source,
+                "explored": choice.explored,
             })
         return out
 

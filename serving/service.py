@@ -35,7 +35,13 @@ class SendTimeItem(BaseModel):
     status: str = Field(description="scored | no_slot (window inside quiet hours) | unknown")
     send_at: str | None = None
     score: float | None = None
-    source: str | None = Field(default=None, description="customer | shop: which curve decided")
+    source: str | None = Field(
+        default=None,
+        description="which level of the fallback chain decided: customer (own history on the channel) | "
+        "activity (the customer's activity on other channels) | segment (customers active at the same "
+        "time of day) | shop",
+    )
+    explored: bool = Field(default=False, description="exploration picked an hour other than the best")
     error: str | None = None
 
 
@@ -68,8 +74,12 @@ class Nhip:
         channel: str = "zalo_oa",
         window_start: datetime | None = None,
         window_end: datetime | None = None,
+        explore: bool | None = None,
     ) -> SendTimeResponse:
-        """The best local hour in the window (default: the next 24 hours), outside quiet hours."""
+        """The best local hour in the window (default: the next 24 hours), outside quiet hours.
+
+        `explore` (default: the NHIP_SEND_TIME_EXPLORE setting) draws the hour by Thompson sampling instead.
+        """
         import pandas as pd
 
         from features.asof import LOCAL_TZ
@@ -77,7 +87,7 @@ class Nhip:
         start = pd.Timestamp(window_start) if window_start else pd.Timestamp.now(tz=LOCAL_TZ)
         end = pd.Timestamp(window_end) if window_end else start + pd.Timedelta(hours=24)
         try:
-            results = self.scorer.send_time(customer_ids, channel, start, end)
+            results = self.scorer.send_time(customer_ids, channel, start, end, explore=explore)
         except ValueError as exc:
             raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
         return SendTimeResponse(

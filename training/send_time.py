@@ -1,4 +1,4 @@
-"""Pure steps for the send-time model: fit on sends up to a date, evaluate on the sends after it."""
+"""Pure steps for the send-time model: gather its inputs as of a date, fit, evaluate on the sends after."""
 
 from __future__ import annotations
 
@@ -10,60 +10,82 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
-from features.datasets import message_sends
-from models.send_time import SendTimeModel
+from features.activity import activity_by_hour, message_responses
+from features.identity import register_resolved_events
+from models.send_time import SendTimeInputs, SendTimeModel, SendTimeModelV1
 
 
 @dataclass
 class SendTimeResult:
     model: SendTimeModel
     metrics: dict[str, float]
-    sends: pd.DataFrame  # every send used for the final fit
+    sends: pd.DataFrame  # every send used for the final fit (opened = opened or clicked by a person)
     holdout: pd.DataFrame  # the sends of the last `holdout_days`, for comparing models
 
 
-def _scores(model: SendTimeModel, sends: pd.DataFrame, shop_only: bool = False) -> np.ndarray:
-    out = np.empty(len(sends))
-    for i, row in enumerate(sends.itertuples(index=False)):
-        customer = "" if shop_only else row.customer_id
-        out[i] = model.curve(customer, row.channel)[0][int(row.how)]
-    return out
+def send_time_inputs(con: duckdb.DuckDBPyConnection, as_of: datetime) -> SendTimeInputs:
+    """Sends with their responses and every customer's activity by hour, all from events up to `as_of`:
+    an open or a page view that came later cannot shape a model fitted at `as_of`."""
+    identity = register_resolved_events(con, as_of)
+    return SendTimeInputs(
+        sends=message_responses(con, as_of, identity),
+        activity=activity_by_hour(con, as_of, identity=identity),
+    )
+
+
+def _scores(model, sends: pd.DataFrame, shop_only: bool = False) -> np.ndarray:
+    if shop_only:
+        shop = {c: model.shop_curve(c) for c in sends["channel"].unique()}
+        return np.array([shop[c][int(h)] for c, h in zip(sends["channel"], sends["how"])])
+    return model.predict_rows(sends)
+
+
+def _holdout_metrics(y: pd.Series, scores: np.ndarray) -> tuple[float, float]:
+    return (float(roc_auc_score(y, scores)),
+            float(log_loss(y, np.clip(scores, 1e-6, 1 - 1e-6), labels=[0, 1])))
 
 
 def fit_send_time(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime,
     holdout_days: int = 30,
-    prior_strength: float = 8.0,
+    prior_strength: float = 1.0,
 ) -> SendTimeResult:
     """Evaluate on the last `holdout_days` before `as_of`, then refit on everything up to `as_of`.
 
-    The holdout compares the personal curves with the shop curve on the same sends (AUC and log-loss of
-    predicting an open): personalisation must beat the shop curve to be worth serving.
+    The holdout model sees only events up to the cut (sends, opens and activity alike) and predicts
+    whether each later send was opened. It is compared with its own shop curve and with version 1 on the
+    same sends (AUC and log-loss): personalisation must beat the shop curve to be worth serving.
     """
-    sends = message_sends(con, as_of)
+    inputs = send_time_inputs(con, as_of)
+    sends = inputs.sends
     if sends.empty:
         raise ValueError("no message_sent events by as_of; send-time needs message history")
     cut = as_of - timedelta(days=holdout_days)
-    before, after = sends[sends["ts"] <= cut], sends[sends["ts"] > cut]
+    after = sends[sends["ts"] > cut].reset_index(drop=True)
     metrics: dict[str, float] = {"sends": float(len(sends)), "open_rate": float(sends["opened"].mean())}
-    if len(before) and after["opened"].nunique() == 2:
-        held = SendTimeModel(prior_strength=prior_strength).fit(before)
-        personal, shop = _scores(held, after), _scores(held, after, shop_only=True)
+    if (sends["ts"] <= cut).any() and after["opened"].nunique() == 2:
+        earlier = send_time_inputs(con, cut)
+        held = SendTimeModel(prior_strength=prior_strength).fit(earlier)
+        v1 = SendTimeModelV1().fit(earlier.sends)
+        y = after["opened"]
+        auc, loss = _holdout_metrics(y, _scores(held, after))
+        auc_shop, loss_shop = _holdout_metrics(y, _scores(held, after, shop_only=True))
+        auc_v1, loss_v1 = _holdout_metrics(y, _scores(v1, after))
         metrics |= {
             "holdout_sends": float(len(after)),
-            "holdout_auc": float(roc_auc_score(after["opened"], personal)),
-            "holdout_auc_shop_curve": float(roc_auc_score(after["opened"], shop)),
-            "holdout_log_loss": float(log_loss(after["opened"], np.clip(personal, 1e-6, 1 - 1e-6))),
-            "holdout_log_loss_shop_curve": float(
-                log_loss(after["opened"], np.clip(shop, 1e-6, 1 - 1e-6))
-            ),
+            "holdout_auc": auc,
+            "holdout_auc_shop_curve": auc_shop,
+            "holdout_auc_v1": auc_v1,
+            "holdout_log_loss": loss,
+            "holdout_log_loss_shop_curve": loss_shop,
+            "holdout_log_loss_v1": loss_v1,
         }
-    model = SendTimeModel(prior_strength=prior_strength).fit(sends)
+    model = SendTimeModel(prior_strength=prior_strength).fit(inputs)
     return SendTimeResult(model, metrics, sends, after)
 
 
-def holdout_auc(model: SendTimeModel, sends: pd.DataFrame) -> float | None:
+def holdout_auc(model, sends: pd.DataFrame) -> float | None:
     """AUC of a model's open predictions on `sends`; None when they hold a single outcome."""
     if sends["opened"].nunique() < 2:
         return None

@@ -12,6 +12,7 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from nhip.settings import get_settings
+from serving.recommendations import Recommender, StoreBusy
 from serving.scoring import load_scorer
 
 
@@ -51,11 +52,39 @@ class SendTimeResponse(BaseModel):
     results: list[SendTimeItem]
 
 
+class SimilarCustomer(BaseModel):
+    customer_id: str
+    similarity: float = Field(description="w_b·cos(behaviour) + w_c·cos(content), between -1 and 1")
+
+
+class LookalikeResponse(BaseModel):
+    features_as_of: str | None
+    customers: list[SimilarCustomer]
+    seed_customers: list[str] = Field(description="the customer ids the seeds resolved to")
+    unknown_seeds: list[str] = Field(description="seeds matching no customer with a vector, as given")
+
+
+class ProductItem(BaseModel):
+    product_id: str
+    product_name: str | None = None
+    category: str | None = None
+    score: float | None = None
+
+
+class NextProductsResponse(BaseModel):
+    features_as_of: str | None
+    customer_id: str
+    source: str = Field(description="vector | popular_in_categories | popular")
+    items: list[ProductItem]
+    excluded: list[str] = Field(description="products left out: bought within exclude_days")
+
+
 @bentoml.service(name="nhip", traffic={"timeout": 30}, workers=1)
 class Nhip:
     def __init__(self) -> None:
         self.settings = get_settings()
         self.scorer = load_scorer(self.settings)
+        self.recommender = Recommender(self.settings)
 
     @bentoml.api(route="/propensity")
     def propensity(self, customer_ids: list[str]) -> PropensityResponse:
@@ -95,6 +124,36 @@ class Nhip:
             channel=channel,
             results=[SendTimeItem(**r) for r in results],
         )
+
+    @bentoml.api(route="/lookalike")
+    def lookalike(
+        self,
+        seeds: list[str],
+        k: int = 100,
+        channel: str | None = None,
+        id_type: str | None = None,
+    ) -> LookalikeResponse:
+        """The `k` customers most like the seeds (customer ids or identifiers), seeds excluded; with
+        `channel`, only customers who consent to it."""
+        answer = self._recommend(lambda: self.recommender.lookalike(seeds, k, channel, id_type))
+        return LookalikeResponse(features_as_of=self.scorer.versions()["features_as_of"], **answer)
+
+    @bentoml.api(route="/next_products")
+    def next_products(self, customer_id: str, k: int = 10, exclude_days: int = 30) -> NextProductsResponse:
+        """The `k` products the customer likeliest wants next, leaving out what they bought within
+        `exclude_days` before the feature build."""
+        if customer_id not in self.scorer.profiles.index:
+            raise bentoml.exceptions.NotFound(f"unknown customer id {customer_id!r} (not in the latest feature build)")
+        answer = self._recommend(lambda: self.recommender.next_products(customer_id, k, exclude_days))
+        return NextProductsResponse(features_as_of=self.scorer.versions()["features_as_of"], **answer)
+
+    def _recommend(self, call):
+        try:
+            return call()
+        except StoreBusy as exc:
+            raise bentoml.exceptions.ServiceUnavailable(str(exc)) from exc
+        except ValueError as exc:
+            raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
 
     @bentoml.api(route="/model_versions")
     def model_versions(self) -> dict:

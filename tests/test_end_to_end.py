@@ -161,6 +161,25 @@ def test_service_over_http_matches_the_models_in_process(pipeline):
 
         bad = httpx.post(f"{base}/send_time", json={**body, "window_end": WINDOW["window_start"]})
         assert bad.status_code == 400
+
+        # Lookalike and next products over HTTP agree with the notebook API on the same build.
+        import features
+
+        seeds = list(scorer.profiles.index[:3])
+        got = httpx.post(f"{base}/lookalike", json={"seeds": [*seeds, "c_unknown"], "k": 10,
+                                                    "channel": "zalo_oa"}, timeout=30).json()
+        want = features.lookalike(seeds, k=10, channel="zalo_oa", settings=pipeline["settings"])
+        assert [c["customer_id"] for c in got["customers"]] == want.customers["customer_id"].tolist()
+        assert not set(seeds) & {c["customer_id"] for c in got["customers"]}
+        assert got["unknown_seeds"] == ["c_unknown"]
+        buyer = seeds[0]
+        got = httpx.post(f"{base}/next_products", json={"customer_id": buyer, "k": 5}, timeout=30).json()
+        want = features.next_products(buyer, k=5, settings=pipeline["settings"])
+        assert got["source"] == want.source
+        assert [i["product_id"] for i in got["items"]] == want.items["product_id"].tolist()
+        missing = httpx.post(f"{base}/next_products", json={"customer_id": "c_unknown"}, timeout=30)
+        assert missing.status_code == 404
+        assert httpx.post(f"{base}/lookalike", json={"seeds": []}, timeout=30).status_code == 400
     finally:
         server.terminate()
         try:

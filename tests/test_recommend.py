@@ -100,3 +100,33 @@ def test_cold_profiles_fall_back_to_popular_items(shop):
     assert result.source == "popular_in_categories"
     assert set(result.items["product_id"]) == {"tt1", "tt2"}
     assert result.items["product_id"].iloc[0] == "tt1"  # bought twice
+
+
+def test_the_service_recommender_answers_and_says_when_a_writer_holds_the_store(shop):
+    import subprocess
+    import sys
+
+    from serving.recommendations import Recommender, StoreBusy
+
+    recommender = Recommender(shop)
+    try:
+        answer = recommender.lookalike([AN], k=2, channel="zalo_oa", id_type=None)
+        assert answer["customers"][0]["customer_id"] == _customer(shop, BINH)
+        with pytest.raises(ValueError, match="seeds is empty"):
+            recommender.lookalike([], k=2, channel=None, id_type=None)
+
+        an = _customer(shop, AN)
+        # Another process writing (an import, a feature build) holds DuckDB's file lock.
+        code = ("import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+                "time.sleep(30)")
+        writer = subprocess.Popen([sys.executable, "-c", code, str(shop.store_path)],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert writer.stdout.readline().strip() == "locked"
+            with pytest.raises(StoreBusy, match="busy"):
+                recommender.next_products(an, k=3, exclude_days=30)
+        finally:
+            writer.kill()
+            writer.wait()
+    finally:
+        recommender.close()

@@ -172,11 +172,11 @@ def features_build(
 
 
 def _print_outcome(outcome) -> None:
-    verdict = "promoted to champion" if outcome.promoted else "kept the current champion"
-    out.print(f"{outcome.model_name} version {outcome.version} (run {outcome.run_id}): {verdict} "
-              f"— {outcome.reason}")
+    from training.gate import verdict_lines
+
+    _lines(verdict_lines(outcome.model_name, outcome.version, outcome.verdict))
     shown = {k: v for k, v in outcome.metrics.items() if isinstance(v, float)}
-    out.print("  " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    _lines(["  run " + outcome.run_id + ": " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items())])
 
 
 @train_app.command("propensity")
@@ -184,7 +184,8 @@ def train_propensity(
     as_of: str = typer.Option(..., "--as-of", help="test snapshot; its label window must be observed"),
     horizon_days: int = typer.Option(30, "--horizon-days", help="predict a purchase within N days"),
     step_days: int = typer.Option(14, "--step-days", help="days between training snapshots"),
-    margin: float = typer.Option(0.0, help="AUC margin a candidate must beat the champion by"),
+    margin: Optional[float] = typer.Option(
+        None, help="AUC margin a candidate must beat the champion by; default NHIP_PROMOTION_MARGIN"),
 ):
     """Train the purchase-propensity model on rolling snapshots and register it."""
     def body():
@@ -202,7 +203,8 @@ def train_propensity(
 @train_app.command("send-time")
 def train_send_time(
     as_of: str = typer.Option(..., "--as-of", help="learn from message history up to this date"),
-    margin: float = typer.Option(0.0, help="holdout AUC margin a candidate must beat the champion by"),
+    margin: Optional[float] = typer.Option(
+        None, help="holdout AUC margin to beat the champion by; default NHIP_PROMOTION_MARGIN"),
 ):
     """Train the send-time model (per customer and channel, 168 hour-of-week scores)."""
     def body():
@@ -259,6 +261,9 @@ def score_send_time(
     start: str = typer.Option(..., "--from", help="window start, local time (e.g. 2026-09-02T08:00)"),
     end: str = typer.Option(..., "--to", help="window end, local time"),
     output: Path = typer.Option(..., "--output"),
+    explore: Optional[bool] = typer.Option(
+        None, "--explore/--no-explore",
+        help="Thompson sampling instead of the best hour (default: NHIP_SEND_TIME_EXPLORE)"),
 ):
     """Best local send time in a window for every customer of the latest feature build."""
     def body():
@@ -272,10 +277,10 @@ def score_send_time(
 
         _, identity = load_online_profiles(settings)
         try:
-            rows = scorer.send_time(list(scorer.profiles.index), channel, start, end)
+            rows = scorer.send_time(list(scorer.profiles.index), channel, start, end, explore)
         except ValueError as exc:
             raise UserError(str(exc)) from exc
-        answers = pd.DataFrame(rows).set_index("customer_id")[["send_at", "score", "source"]]
+        answers = pd.DataFrame(rows).set_index("customer_id")[["send_at", "score", "source", "explored"]]
         table = _identifier_columns(identity, answers.index).join(answers)
         output.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(output, index_label="customer_id")
@@ -367,16 +372,101 @@ def erase(
 
 
 @app.command()
-def report(out_dir: Path = typer.Option(Path("reports"), "--out", help="folder for the HTML reports")):
-    """Write each champion's HTML report (Vietnamese and English) to a folder."""
+def report(
+    out_dir: Path = typer.Option(Path("reports"), "--out", help="folder for the HTML reports"),
+    model: Optional[str] = typer.Option(None, "--model", help="propensity or send-time; default both"),
+    version: Optional[str] = typer.Option(None, "--version", help="this version's report, not the champion's"),
+):
+    """Write each champion's HTML report (Vietnamese and English), or one version's, to a folder."""
     def body():
-        from training.runner import export_reports
+        from training.registry import export_reports
 
-        written = export_reports(_settings(), out_dir)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per report
+        written = export_reports(_settings(), out_dir, model, version)
         if not written:
             raise UserError("no champion models yet; run `nhip train propensity` and `nhip train send-time`")
         for path in written:
             out.print(f"report: {path}")
+    _run(body)
+
+
+models_app = typer.Typer(help="Registered model versions and the champion alias.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+_MODEL_OPTION = "propensity or send-time"
+
+
+@models_app.command("list")
+def models_list(model: Optional[str] = typer.Option(None, "--model", help=_MODEL_OPTION + "; default both")):
+    """Every version: created, run, key metrics, feature list, aliases, the gate's verdict."""
+    def body():
+        from training.registry import format_versions, list_versions
+
+        for i, (name, rows) in enumerate(list_versions(_settings(), model).items()):
+            _lines(([""] if i else []) + format_versions(name, rows))
+    _run(body)
+
+
+@models_app.command("promote")
+def models_promote(
+    version: str = typer.Argument(..., help="the registered version to make champion"),
+    model: str = typer.Option("propensity", "--model", help=_MODEL_OPTION),
+    reason: str = typer.Option("promoted by hand", "--reason", help="why; recorded with your user name"),
+):
+    """Move the champion alias to VERSION by hand (recorded, so `nhip models rollback` can undo it)."""
+    def body():
+        from training.registry import model_name, promote
+
+        move = promote(_settings(), model, version, why=reason)
+        if move is None:
+            _lines([f"{model_name(model)} version {version} already is the champion"])
+            return
+        _lines([f"{model_name(model)}: champion is now version {move.version} (was {move.previous or 'none'}); "
+                "restart `nhip serve` to serve it"])
+    _run(body)
+
+
+@models_app.command("rollback")
+def models_rollback(
+    model: str = typer.Option("propensity", "--model", help=_MODEL_OPTION),
+    reason: str = typer.Option("rolled back by hand", "--reason", help="why; recorded with your user name"),
+):
+    """Give the champion alias back to the version that held it before the current one."""
+    def body():
+        from training.registry import model_name, rollback
+
+        move = rollback(_settings(), model, why=reason)
+        _lines([f"{model_name(model)}: champion rolled back to version {move.version} (was {move.previous}); "
+                "restart `nhip serve` to serve it"])
+    _run(body)
+
+
+@app.command()
+def retrain(
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="the job's 'now': features and send time up to it; default the last event"),
+    horizon_days: int = typer.Option(30, "--horizon-days", help="propensity: a purchase within N days"),
+    margin: Optional[float] = typer.Option(None, help="AUC margin to beat the champions by; "
+                                                       "default NHIP_PROMOTION_MARGIN"),
+    vectors: bool = typer.Option(True, "--vectors/--no-vectors", help="also rebuild the Qdrant vectors"),
+):
+    """Check the new data, rebuild features, train both models; each is promoted or kept by the gate.
+
+    Exits 0 whether the champions were replaced or kept; 1 when a data check refuses or a step fails.
+    """
+    def body():
+        from training.gate import verdict_lines
+        from training.retrain import retrain as run
+
+        def show_checks(plan, checks):
+            _lines([plan.describe(), *(f"  check {c.name}: {'ok' if c.passed else 'FAILED'} — {c.detail}"
+                                       for c in checks)])
+
+        with err.status("retraining") as status:
+            result = run(_settings(), _as_of(as_of) if as_of else None, horizon_days, margin, vectors,
+                         step=lambda name: status.update(name), on_checks=show_checks)
+        _lines([f"features rebuilt: {result.customers:,} customers"])
+        for outcome in result.outcomes:
+            _lines(verdict_lines(outcome.model_name, outcome.version, outcome.verdict))
     _run(body)
 
 
@@ -388,15 +478,16 @@ def serve(
 ):
     """Serve the champions over HTTP with BentoML (foreground; Ctrl-C stops)."""
     def body():
-        import subprocess
-
         settings = _settings()
         if print_examples:
             _print_examples(settings, host, port)
         env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1"}
         command = [sys.executable, "-m", "bentoml", "serve", "serving.service:Nhip",
                    "--host", host, "--port", str(port)]
-        raise typer.Exit(subprocess.call(command, env=env))
+        sys.stdout.flush()
+        # Become the BentoML server rather than wait for it: a supervisor's SIGTERM then reaches the
+        # server, which stops its workers, instead of killing this process and orphaning them.
+        os.execve(sys.executable, command, env)
     _run(body)
 
 

@@ -1,3 +1,6 @@
+import re
+
+import pytest
 from typer.testing import CliRunner
 
 from nhip.cli import app
@@ -69,3 +72,120 @@ def test_quarantine_list_and_export(workspace, tmp_path):
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [(r["source"], r["line"], r["reason"]) for r in rows] == [("e.jsonl", "7", "unparseable ts")]
     assert json.loads(rows[0]["raw"])["ts"] == "không rõ"
+
+
+# -- models, retrain and report, on the small trained demo of tests.registry_demo ----------------------------
+
+from tests.registry_demo import clone_home, trained_demo  # noqa: E402,F401 (fixture)
+
+
+def _flat(text: str) -> str:
+    """Output with the console's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def _nhip(monkeypatch, home, *args, **env):
+    monkeypatch.setenv("NHIP_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return CliRunner().invoke(app, list(args))
+
+
+def test_models_list_shows_versions_metrics_aliases_and_verdicts(trained_demo, monkeypatch):
+    result = _nhip(monkeypatch, trained_demo.home, "models", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("nhip-propensity — champion: version ")
+    assert "ver  created" in lines[1] and "lift@10%" in lines[1] and "at training" in lines[1]
+    assert sum("propensity_v1" in line for line in lines) == 2
+    assert any("message_sends_v1" in line and "champion" in line and "promoted: no champion yet" in line
+               for line in lines)
+    assert any(line.startswith("nhip-send-time — champion: version 1") for line in lines)
+
+
+def test_models_promote_and_rollback(trained_demo, tmp_path, monkeypatch):
+    home = clone_home(trained_demo.home, tmp_path / "home")
+    unknown = _nhip(monkeypatch, home, "models", "promote", "9")
+    assert unknown.exit_code == 1
+    assert unknown.output.strip() == "error: nhip-propensity has no version '9' (versions: 1, 2)"
+    _nhip(monkeypatch, home, "models", "promote", "2")
+    moved = _nhip(monkeypatch, home, "models", "promote", "1", "--reason", "version 2 over-targets")
+    assert moved.exit_code == 0 and "champion is now version 1 (was 2)" in moved.stdout
+    listed = _nhip(monkeypatch, home, "models", "list", "--model", "propensity").stdout
+    assert "promote to version 1 (was 2) by " in listed and "version 2 over-targets" in listed
+    back = _nhip(monkeypatch, home, "models", "rollback")
+    assert back.exit_code == 0 and "rolled back to version 2 (was 1)" in back.stdout
+    nothing = _nhip(monkeypatch, home, "models", "rollback", "--model", "send-time")
+    assert nothing.exit_code == 1 and "nothing to roll back to" in _flat(nothing.output)
+
+
+def test_retrain_refuses_without_new_events(trained_demo, monkeypatch):
+    result = _nhip(monkeypatch, trained_demo.home, "retrain", "--no-vectors")
+    assert result.exit_code == 1
+    assert "check 'new events' failed: 0 since the data of nhip-propensity version" in _flat(result.output)
+    assert "nothing trained" in result.output and "Traceback" not in result.output
+    assert "check label rate: ok" in result.stdout
+    # The default as-of is the last event, and the propensity test snapshot a horizon before it.
+    assert "retrain as of 2026-08-15 " in result.stdout and "tested on the 2026-07-16 snapshot" in result.stdout
+
+
+def test_retrain_refuses_when_the_label_rate_is_out_of_range(trained_demo, monkeypatch):
+    result = _nhip(monkeypatch, trained_demo.home, "retrain", "--no-vectors",
+                   NHIP_RETRAIN_MIN_NEW_EVENTS="0", NHIP_RETRAIN_MIN_LABEL_RATE="0.6")
+    assert result.exit_code == 1
+    assert "check new events: ok" in result.stdout
+    assert "check 'label rate' failed" in result.output and "(allowed 60.0%–90.0%" in _flat(result.output)
+
+
+def test_retrain_refuses_on_an_empty_store(workspace, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"ts": "không rõ", "channel": "web", "type": "page_view", "anonymous_id": "a"}\n')
+    from features.ingest import ingest_file
+
+    ingest_file(path, workspace.store_path)
+    result = CliRunner().invoke(app, ["retrain", "--no-vectors"])
+    assert result.exit_code == 1
+    assert "check 'empty store' failed" in _flat(result.output)
+
+
+@pytest.mark.slow
+def test_retrain_trains_both_models_and_prints_a_verdict_each(trained_demo, tmp_path, monkeypatch):
+    from features.ingest import ingest_file
+    from nhip.settings import Settings
+
+    home = clone_home(trained_demo.home, tmp_path / "home")
+    ingest_file(trained_demo.late_events, Settings(home=home).store_path)
+    result = _nhip(monkeypatch, home, "retrain", "--no-vectors")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "retrain as of 2026-08-31 " in out and "check new events: ok" in out
+    propensity = re.search(r"^nhip-propensity version 3: (promoted|kept \(champion stays version \d\)) — "
+                           r"AUC 0\.\d{3} \([+-]0\.\d{3}\), lift@10% \d\.\d{3} \([+-]\d\.\d{3}\)", out, re.M)
+    send_time = re.search(r"^nhip-send-time version 2: (promoted|kept \(champion stays version 1\)) — "
+                          r"holdout AUC 0\.\d{3} \([+-]0\.\d{3}\) vs champion version 1", out, re.M)
+    assert propensity and send_time, out
+    assert out.count("  reason: ") == 2
+    import pandas as pd
+
+    identities = pd.read_csv(trained_demo.data / "identities.csv", dtype=str)
+    personal = identities.loc[identities["id_type"].isin(["phone", "email"]), "id_value"]
+    assert not [v for v in personal if v in result.output]  # no phones or emails in the job's log
+
+
+def test_report_writes_the_champions_or_one_version(trained_demo, tmp_path, monkeypatch):
+    result = _nhip(monkeypatch, trained_demo.home, "report", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["propensity.html", "send_time.html"]
+    propensity = (tmp_path / "r" / "propensity.html").read_text(encoding="utf-8")
+    send_time = (tmp_path / "r" / "send_time.html").read_text(encoding="utf-8")
+    for vi, en in [("Chất lượng mô hình", "Model quality"), ("Tệp khách gợi ý", "Suggested audiences"),
+                   ("Quyết định thăng hạng", "Promotion decision")]:
+        assert f'{vi} <span class="en">/ {en}</span>' in propensity
+    assert 'Giờ gửi: zalo_oa <span class="en">/ Send hours: zalo_oa</span>' in send_time
+    one = _nhip(monkeypatch, trained_demo.home, "report", "--out", str(tmp_path / "one"),
+                "--model", "propensity", "--version", "1")
+    assert one.exit_code == 0 and [p.name for p in (tmp_path / "one").iterdir()] == ["propensity-v1.html"]
+    assert "2026-06-15" in (tmp_path / "one" / "propensity-v1.html").read_text(encoding="utf-8")
+    vague = _nhip(monkeypatch, trained_demo.home, "report", "--version", "1")
+    assert vague.exit_code == 1 and "--version needs --model" in _flat(vague.output)

@@ -1,34 +1,41 @@
-"""The thin runner: strings the pure steps together and is the only place that talks to MLflow.
+"""The thin runner: strings the pure steps together and logs them to MLflow.
 
 Each model has one experiment; every run logs its parameters, the feature list, a fingerprint of the
-data, metrics, plots, the HTML report and the model (signature and input example included), and
-registers it. The `champion` alias moves only when the candidate is at least as good as the current
-champion on the candidate's own test snapshot (the same backtest for both); otherwise the run is tagged
-with the reason.
+data (event-store checksum, as_of, row counts), metrics (the baselines' too, prefixed), the plots, the
+HTML report and the model (signature and input example included), and registers it. The `champion`
+alias moves only when `training.gate` says so: the candidate is sane on its own and beats the current
+champion on the candidate's own backtest by the margin. The run is tagged `promoted` and
+`promotion_reason` either way. Alias moves go through `training.registry`, which keeps their history.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+import pandas as pd
 
 from features.asof import to_local
 from features.store import fingerprint, open_store
-from models.names import CHAMPION_ALIAS, PROPENSITY_MODEL, SEND_TIME_MODEL
+from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
 from nhip.settings import Settings
-from training.evaluate import classification_metrics
+from training import registry
+from training.evaluate import classification_metrics, expected_calibration_error
+from training.gate import Verdict, baseline_failures, decide, deltas, sanity_failures
 from training.propensity import fit_propensity
-from training.send_time import fit_send_time, holdout_auc
+from training.send_time import fit_send_time, holdout_auc, send_time_inputs
 
 PIP_REQUIREMENTS = [
     "lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "numpy==2.4.6", "mlflow==3.17.2",
 ]
+# Metrics that must be finite numbers before a model may serve.
+PROPENSITY_REQUIRED = ("auc", "pr_auc", "lift_top_decile", "brier", "log_loss", "ece")
+SEND_TIME_REQUIRED = ("holdout_auc",)
 
 
 @dataclass
@@ -36,9 +43,16 @@ class RunOutcome:
     model_name: str
     version: str
     run_id: str
-    promoted: bool
-    reason: str
+    verdict: Verdict
     metrics: dict[str, float]
+
+    @property
+    def promoted(self) -> bool:
+        return self.verdict.promote
+
+    @property
+    def reason(self) -> str:
+        return self.verdict.reason
 
 
 def _mlflow(settings: Settings):
@@ -57,42 +71,75 @@ def _experiment(mlflow, settings: Settings, name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
-def _promote(mlflow, name: str, version: str, candidate: float, champion: float | None, margin: float):
-    """Move the alias when the candidate wins; return (promoted, reason)."""
-    client = mlflow.MlflowClient()
-    if champion is None:
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-        return True, "no comparable champion (none yet, or one for another horizon)"
-    if candidate >= champion + margin:
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-        return True, f"candidate {candidate:.4f} ≥ champion {champion:.4f} + margin {margin}"
-    return False, f"candidate {candidate:.4f} < champion {champion:.4f} + margin {margin}"
+def _load(mlflow, name: str, version: str):
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().model
 
 
-def _register(mlflow, name: str, wrapper, example, candidate: float, champion: float | None,
-              margin: float) -> tuple[str, bool, str]:
-    """Log the model in the active run, register a version, apply the gate and tag the run with it."""
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=wrapper,
-        input_example=example,
-        registered_model_name=name,
-        pip_requirements=PIP_REQUIREMENTS,
-    )
+def _data_tags(data: dict) -> dict[str, str]:
+    """The data fingerprint as one JSON tag (what `nhip retrain` reads back) and one tag per field."""
+    return {"data.fingerprint": json.dumps(data), **{f"data.{k}": str(v) for k, v in data.items()}}
+
+
+def _log_files(mlflow, plots: dict[str, bytes], report_name: str, report_html: str, extra: dict) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, png in plots.items():
+            (folder / name).write_bytes(png)
+            mlflow.log_artifact(str(folder / name), artifact_path="plots")
+        (folder / report_name).write_text(report_html, encoding="utf-8")
+        mlflow.log_artifact(str(folder / report_name), artifact_path="report")
+        for name, payload in extra.items():
+            (folder / name).write_text(json.dumps(payload, indent=1))
+            mlflow.log_artifact(str(folder / name))
+
+
+def _register(mlflow, name: str, wrapper, example, verdict: Verdict) -> str:
+    """Log the model in the active run, register a version, move the alias if the gate said so."""
+    with warnings.catch_warnings():
+        # Hour-of-week is an integer that is never missing: MLflow's hint about integer columns is noise.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=wrapper,
+            input_example=example,
+            registered_model_name=name,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
     version = str(info.registered_model_version)
-    promoted, reason = _promote(mlflow, name, version, candidate, champion, margin)
-    mlflow.set_tags({"promoted": str(promoted).lower(), "promotion_reason": reason})
-    return version, promoted, reason
+    mlflow.set_tags({"promoted": str(verdict.promote).lower(), "promotion_reason": verdict.reason})
+    if verdict.promote:
+        registry.move_champion(mlflow.MlflowClient(), name, version, "promote", registry.GATE, verdict.reason)
+    return version
 
 
-def _current_champion(mlflow, name: str):
-    from mlflow.exceptions import MlflowException
+def _verdict(candidate: dict, champion, champion_metrics: dict | None, failures: list[str],
+             margin: float, metric: str) -> Verdict:
+    """The gate's decision; a champion that cannot be scored on this backtest is one of `failures`."""
+    promote, reasons = decide(candidate, champion_metrics, failures, margin, metric)
+    return Verdict(promote, reasons, metric, dict(candidate), champion_metrics,
+                   champion.version if champion else None, deltas(candidate, champion_metrics))
 
-    try:
-        mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION_ALIAS)
-    except MlflowException:
-        return None
-    return mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION_ALIAS}").unwrap_python_model().model
+
+def _propensity_champion_metrics(mlflow, champion, test: pd.DataFrame, as_of: datetime,
+                                 horizon_days: int) -> tuple[dict | None, list[str]]:
+    """The champion's metrics on the candidate's test snapshot, or why it cannot be scored there."""
+    if champion is None:
+        return None, []
+    label = f"the champion (version {champion.version})"
+    if str(champion.params.get("horizon_days")) != str(horizon_days):
+        return None, [f"{label} predicts {champion.params.get('horizon_days')} days, this candidate "
+                      f"{horizon_days}: not comparable (promote by hand: `nhip models promote`)"]
+    if champion.as_of is not None and champion.as_of > as_of:
+        return None, [f"{label} learned from labels up to {to_local(champion.as_of):%Y-%m-%d}, after this "
+                      f"candidate's test snapshot {to_local(as_of):%Y-%m-%d}: no fair backtest"]
+    model = _load(mlflow, PROPENSITY_MODEL, champion.version)
+    missing = [f for f in model.features_ if f not in test.columns]
+    if missing:
+        return None, [f"{label} needs features this candidate's test snapshot lacks: {missing[:5]}"]
+    p = model.predict_proba(test)[:, 1]
+    metrics = classification_metrics(test["label"], p)
+    metrics["ece"] = expected_calibration_error(test["label"], p)
+    return metrics, []
 
 
 def train_propensity(
@@ -100,28 +147,31 @@ def train_propensity(
     as_of: datetime,
     horizon_days: int,
     step_days: int = 14,
-    margin: float = 0.0,
+    margin: float | None = None,
     progress: Callable[[datetime], None] | None = None,
 ) -> RunOutcome:
     from models.pyfunc import PropensityPyfunc
-    from training.report import propensity_report
+    from training.report import propensity_buckets, propensity_plots, propensity_report
 
+    margin = settings.promotion_margin if margin is None else margin
     mlflow = _mlflow(settings)
     with open_store(settings.store_path, read_only=True) as con:
-        data_fingerprint = fingerprint(con)
+        data = {**fingerprint(con), "as_of": str(as_of)}
         result = fit_propensity(
             con, as_of, horizon_days, settings.min_events_to_score, step_days, progress=progress
         )
-    model = result.model
+    data |= result.row_counts
+    model, test = result.model, result.test
     features = list(model.features_)
-    test = result.test
 
-    champion = _current_champion(mlflow, PROPENSITY_MODEL)
-    champion_auc = None
-    if champion is not None and getattr(champion, "horizon_days", None) == horizon_days:
-        champion_p = champion.predict_proba(test)[:, 1]
-        champion_auc = classification_metrics(test["label"], champion_p)["auc"]
+    buckets = propensity_buckets(result)
+    failures = sanity_failures(result.metrics, PROPENSITY_REQUIRED, buckets.to_dict(), settings.max_ece)
+    champion = registry.champion_run(mlflow.MlflowClient(), PROPENSITY_MODEL)
+    champion_metrics, blockers = _propensity_champion_metrics(mlflow, champion, test, as_of, horizon_days)
+    verdict = _verdict(result.metrics, champion, champion_metrics, failures + blockers, margin, "auc")
 
+    baselines = getattr(result, "baselines", None) or {"recency": result.baseline_metrics}
+    plots = propensity_plots(result)
     mlflow.set_experiment(experiment_id=_experiment(mlflow, settings, "propensity"))
     with mlflow.start_run(run_name=f"propensity-{to_local(as_of):%Y%m%d}-h{horizon_days}") as run:
         mlflow.log_params(
@@ -132,83 +182,86 @@ def train_propensity(
                 "train_as_ofs": ",".join(d.date().isoformat() for d in result.plan.train),
                 "calibration_as_of": result.plan.calibrate.isoformat(),
                 "min_events_to_score": settings.min_events_to_score,
+                "promotion_margin": margin,
+                "max_ece": settings.max_ece,
             }
         )
-        mlflow.set_tags(
-            {
-                "feature_list": model.feature_list,
-                "data.fingerprint": json.dumps(data_fingerprint),
-                **{f"data.{k}": v for k, v in result.row_counts.items()},
-            }
-        )
-        mlflow.log_metrics({**result.metrics, **{f"recency_{k}": v for k, v in result.baseline_metrics.items()}})
-        if champion_auc is not None:
-            mlflow.log_metric("champion_auc_same_backtest", champion_auc)
-        with tempfile.TemporaryDirectory() as tmp:
-            report = Path(tmp) / "propensity.html"
-            report.write_text(propensity_report(result, data_fingerprint), encoding="utf-8")
-            mlflow.log_artifact(str(report), artifact_path="report")
-            (Path(tmp) / "features.json").write_text(json.dumps(features))
-            mlflow.log_artifact(str(Path(tmp) / "features.json"))
-        version, promoted, reason = _register(
-            mlflow, PROPENSITY_MODEL, PropensityPyfunc(model), test[features].head(5).astype("float64"),
-            result.metrics["auc"], champion_auc, margin,
-        )
-    return RunOutcome(PROPENSITY_MODEL, version, run.info.run_id, promoted, reason, result.metrics)
+        mlflow.set_tags({"feature_list": model.feature_list, **_data_tags(data)})
+        mlflow.log_metrics({
+            **result.metrics,
+            **{f"{name}_{k}": v for name, metrics in baselines.items() for k, v in metrics.items()},
+            **{f"bucket_{name.lower()}": int(n) for name, n in buckets.items()},
+            **{f"champion_{k}": v for k, v in (champion_metrics or {}).items()},
+        })
+        report = propensity_report(result, data, plots, verdict)
+        _log_files(mlflow, plots, "propensity.html", report, {"features.json": features,
+                                                               "data_fingerprint.json": data})
+        version = _register(mlflow, PROPENSITY_MODEL, PropensityPyfunc(model),
+                            test[features].head(5).astype("float64"), verdict)
+    return RunOutcome(PROPENSITY_MODEL, version, run.info.run_id, verdict, result.metrics)
 
 
-def train_send_time(settings: Settings, as_of: datetime, margin: float = 0.0) -> RunOutcome:
+def _send_time_backtest(mlflow, con, champion, result) -> tuple[dict, dict | None, list[str]]:
+    """(candidate metrics, champion metrics, blockers) on holdout sends neither model has seen.
+
+    The candidate's holdout score comes from a model fitted on the events before its holdout. A champion
+    trained later than that has seen part of the holdout, which would flatter it; then both are compared
+    on the holdout sends after the champion's as_of only, the candidate refitted (same parameters) on
+    the events up to that same cut, so the two differ only in what a retrain would change.
+    """
+    from sklearn.base import clone
+
+    candidate = {k: result.metrics[k] for k in SEND_TIME_REQUIRED if k in result.metrics}
+    if champion is None:
+        return candidate, None, []
+    window, cut = result.holdout, champion.as_of
+    refit = cut is not None and not window.empty and window["ts"].min() <= cut
+    if refit:
+        window = window[window["ts"] > cut]
+    if window.empty or window["opened"].nunique() < 2:
+        seen = f"{to_local(cut):%Y-%m-%d %H:%M}" if cut else "?"
+        return candidate, None, [f"the champion (version {champion.version}) has seen the candidate's "
+                                 f"holdout sends (its data runs to {seen}): nothing unseen to compare on"]
+    if refit:
+        backtest_model = clone(result.model).fit(send_time_inputs(con, cut))
+        candidate = {"holdout_auc": holdout_auc(backtest_model, window)}
+    candidate["backtest_sends"] = float(len(window))
+    champion_model = _load(mlflow, SEND_TIME_MODEL, champion.version)
+    return candidate, {"holdout_auc": holdout_auc(champion_model, window)}, []
+
+
+def train_send_time(settings: Settings, as_of: datetime, margin: float | None = None) -> RunOutcome:
     from models.pyfunc import SendTimePyfunc
-    from training.report import send_time_report
+    from training.report import send_time_plots, send_time_report
 
+    margin = settings.promotion_margin if margin is None else margin
     mlflow = _mlflow(settings)
+    champion = registry.champion_run(mlflow.MlflowClient(), SEND_TIME_MODEL)
     with open_store(settings.store_path, read_only=True) as con:
-        data_fingerprint = fingerprint(con)
+        data = {**fingerprint(con), "as_of": str(as_of)}
         result = fit_send_time(con, as_of, prior_strength=settings.send_time_prior_strength)
+        candidate, champion_metrics, blockers = _send_time_backtest(mlflow, con, champion, result)
     model = result.model
-    candidate = result.metrics.get("holdout_auc")
-    champion = _current_champion(mlflow, SEND_TIME_MODEL)
-    champion_score = None
-    if candidate is not None and champion is not None:
-        champion_score = holdout_auc(champion, result.holdout)
+    data |= {"sends": len(result.sends), "holdout_sends": len(result.holdout),
+             "customers": int(result.sends["customer_id"].nunique())}
 
+    failures = sanity_failures(result.metrics, SEND_TIME_REQUIRED) + baseline_failures(
+        result.metrics, "holdout_auc", "holdout_auc_shop_curve")
+    verdict = _verdict(candidate, champion, champion_metrics, failures + blockers, margin, "holdout_auc")
+
+    plots = send_time_plots(result)
     mlflow.set_experiment(experiment_id=_experiment(mlflow, settings, "send-time"))
     with mlflow.start_run(run_name=f"send-time-{to_local(as_of):%Y%m%d}") as run:
-        mlflow.log_params({**model.get_params(), "as_of": as_of.isoformat()})
-        mlflow.set_tags({"feature_list": "message_sends_v1", "data.fingerprint": json.dumps(data_fingerprint)})
-        mlflow.log_metrics(result.metrics)
-        with tempfile.TemporaryDirectory() as tmp:
-            report = Path(tmp) / "send_time.html"
-            report.write_text(send_time_report(result, data_fingerprint), encoding="utf-8")
-            mlflow.log_artifact(str(report), artifact_path="report")
+        mlflow.log_params({**model.get_params(), "as_of": as_of.isoformat(), "promotion_margin": margin})
+        mlflow.set_tags({"feature_list": "message_sends_v1", **_data_tags(data)})
+        mlflow.log_metrics({
+            **result.metrics,
+            **{f"backtest_{k}": v for k, v in candidate.items() if champion_metrics},
+            **{f"champion_{k}": v for k, v in (champion_metrics or {}).items()},
+        })
+        report = send_time_report(result, data, plots, verdict)
+        _log_files(mlflow, plots, "send_time.html", report, {"data_fingerprint.json": data})
         example = result.sends[["customer_id", "channel", "how"]].head(5).reset_index(drop=True)
         example["how"] = example["how"].astype("int64")
-        version, promoted, reason = _register(
-            mlflow, SEND_TIME_MODEL, SendTimePyfunc(model), example,
-            candidate if candidate is not None else np.nan, champion_score, margin,
-        )
-    return RunOutcome(SEND_TIME_MODEL, version, run.info.run_id, promoted, reason, result.metrics)
-
-
-def export_reports(settings: Settings, out_dir: Path) -> list[Path]:
-    """Copy each champion's HTML report out of MLflow into `out_dir`."""
-    from mlflow.exceptions import MlflowException
-
-    mlflow = _mlflow(settings)
-    client = mlflow.MlflowClient()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in (PROPENSITY_MODEL, SEND_TIME_MODEL):
-        try:
-            version = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-        except MlflowException:
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=version.run_id, artifact_path="report", dst_path=tmp
-            )
-            for html in Path(local).glob("*.html"):
-                target = out_dir / html.name
-                target.write_bytes(html.read_bytes())
-                written.append(target)
-    return written
+        version = _register(mlflow, SEND_TIME_MODEL, SendTimePyfunc(model), example, verdict)
+    return RunOutcome(SEND_TIME_MODEL, version, run.info.run_id, verdict, result.metrics)

@@ -1,0 +1,171 @@
+"""The retraining job: check the new data, rebuild features, train both models, let the gate decide.
+
+Data checks run first and each failure names its check, so a scheduler's log says why nothing was
+trained: an empty store, too few events since the champions' data, or a purchase rate on the test
+snapshot outside the configured range (a broken import looks like a shop where nobody or everybody
+buys). Promotion itself is the gate's call, as for `nhip train`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+import duckdb
+
+from features.asof import parse_as_of, to_local
+from features.datasets import training_set
+from features.feature_lists import PROPENSITY_V1
+from features.store import event_time_range, fingerprint, open_store
+from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
+from nhip.settings import Settings
+from training import registry
+from training.errors import NotEnoughDataError
+
+
+class RetrainRefused(NotEnoughDataError):
+    """The new data failed a check; nothing was trained and the champions stay."""
+
+    def __init__(self, failed: list[CheckResult]):
+        self.failed = failed
+        super().__init__("retrain refused, nothing trained: " + "; ".join(
+            f"check '{c.name}' failed: {c.detail}" for c in failed))
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    """The dates of one retrain: `now` for features and send time, a fully labelled test snapshot."""
+
+    now: datetime  # naive UTC, like every instant in the store
+    propensity_as_of: datetime
+    horizon_days: int
+    now_is_default: bool
+
+    def describe(self) -> str:
+        source = "the last event" if self.now_is_default else "--as-of"
+        return (f"retrain as of {to_local(self.now):%Y-%m-%d %H:%M} ({source}): propensity tested on the "
+                f"{to_local(self.propensity_as_of):%Y-%m-%d} snapshot (purchases in the {self.horizon_days} "
+                f"days after it), send time learned from sends up to {to_local(self.now):%Y-%m-%d %H:%M}")
+
+
+def plan_retrain(last_event: datetime, as_of: datetime | None, horizon_days: int) -> RetrainPlan:
+    """The latest full label window: the propensity test snapshot is `now`'s local midnight − horizon.
+
+    `now` defaults to the last event, so send time learns from everything and the propensity test
+    snapshot is the latest whose purchase window has been observed completely.
+    """
+    now = as_of or last_event
+    if now > last_event:
+        raise NotEnoughDataError(
+            f"--as-of {to_local(now):%Y-%m-%d %H:%M} is after the last event "
+            f"({to_local(last_event):%Y-%m-%d %H:%M}); its data has not arrived yet"
+        )
+    midnight = parse_as_of(to_local(now).floor("D"))
+    return RetrainPlan(now, midnight - timedelta(days=horizon_days), horizon_days, as_of is None)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str
+
+
+def new_events_since(con: duckdb.DuckDBPyConnection, champion_fingerprint: dict, until: datetime) -> int:
+    """Events the champion did not train on: later than its last event, or added since (backfills)."""
+    if champion_fingerprint.get("checksum") == fingerprint(con)["checksum"]:
+        return 0
+    after = con.execute(
+        "SELECT count(*) FROM events WHERE ts > ? AND ts <= ?",
+        [datetime.fromisoformat(str(champion_fingerprint["last_ts"])), until],
+    ).fetchone()[0]
+    added = con.execute("SELECT count(*) FROM events WHERE ts <= ?", [until]).fetchone()[0] - int(
+        champion_fingerprint.get("events", 0))
+    return int(max(after, added))
+
+
+def check_new_events(con, champions: dict[str, registry.ChampionRun | None], until: datetime,
+                     minimum: int) -> CheckResult:
+    counts = {name: new_events_since(con, run.fingerprint, until)
+              for name, run in champions.items() if run is not None and run.fingerprint}
+    if not counts:
+        return CheckResult("new events", True, "no champion yet: everything is new")
+    detail = ", ".join(f"{n:,} since the data of {name} version {champions[name].version}"
+                       for name, n in counts.items())
+    passed = min(counts.values()) >= minimum
+    return CheckResult("new events", passed,
+                       f"{detail} (need ≥ {minimum:,}, NHIP_RETRAIN_MIN_NEW_EVENTS)")
+
+
+def check_label_rate(con, plan: RetrainPlan, min_events: int, low: float, high: float) -> CheckResult:
+    """Share of the test snapshot's scorable customers who bought within the horizon after it."""
+    rows = training_set(con, [plan.propensity_as_of], plan.horizon_days, PROPENSITY_V1)
+    rows = rows[rows["n_events"] >= min_events]
+    if rows.empty:
+        return CheckResult("label rate", False, f"no customer with ≥ {min_events} events on the "
+                           f"{to_local(plan.propensity_as_of):%Y-%m-%d} test snapshot")
+    rate = float(rows["label"].mean())
+    passed = low <= rate <= high
+    return CheckResult("label rate", passed,
+                       f"{rate:.1%} of {len(rows):,} customers bought in the {plan.horizon_days} days after "
+                       f"{to_local(plan.propensity_as_of):%Y-%m-%d} (allowed {low:.1%}–{high:.1%}, "
+                       f"NHIP_RETRAIN_MIN_LABEL_RATE / NHIP_RETRAIN_MAX_LABEL_RATE)")
+
+
+def data_checks(settings: Settings, as_of: datetime | None, horizon_days: int
+                ) -> tuple[RetrainPlan | None, list[CheckResult]]:
+    """The retrain plan and every data check; the plan is None when the store is empty."""
+    with open_store(settings.store_path, read_only=True) as con:
+        _, last = event_time_range(con)
+        if last is None:
+            return None, [CheckResult("empty store", False, "the event store holds no events; "
+                                      "run `nhip ingest FILE` first")]
+        plan = plan_retrain(last, as_of, horizon_days)
+        mlflow_client = registry.client(settings)
+        champions = {name: registry.champion_run(mlflow_client, name)
+                     for name in (PROPENSITY_MODEL, SEND_TIME_MODEL)}
+        checks = [
+            check_new_events(con, champions, plan.now, settings.retrain_min_new_events),
+            check_label_rate(con, plan, settings.min_events_to_score, settings.retrain_min_label_rate,
+                             settings.retrain_max_label_rate),
+        ]
+    return plan, checks
+
+
+@dataclass
+class RetrainResult:
+    plan: RetrainPlan
+    checks: list[CheckResult]
+    customers: int
+    outcomes: list  # training.runner.RunOutcome, propensity then send time
+
+
+def retrain(
+    settings: Settings,
+    as_of: datetime | None = None,
+    horizon_days: int = 30,
+    margin: float | None = None,
+    with_vectors: bool = True,
+    step: Callable[[str], None] | None = None,
+    on_checks: Callable[[RetrainPlan, list[CheckResult]], None] | None = None,
+) -> RetrainResult:
+    """Check, rebuild features as of `now`, train both models; raise `RetrainRefused` on failed checks."""
+    from features.build import build_features
+    from training.runner import train_propensity, train_send_time
+
+    step = step or (lambda _: None)
+    step("checking the new data")
+    plan, checks = data_checks(settings, as_of, horizon_days)
+    if on_checks and plan is not None:
+        on_checks(plan, checks)
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise RetrainRefused(failed)
+    step("building features")
+    summary = build_features(settings, plan.now, with_vectors=with_vectors)
+    step("training propensity")
+    outcomes = [train_propensity(settings, plan.propensity_as_of, horizon_days, margin=margin)]
+    step("training send time")
+    outcomes.append(train_send_time(settings, plan.now, margin=margin))
+    return RetrainResult(plan, checks, summary.customers, outcomes)

@@ -336,15 +336,19 @@ def register_resolved_events(
     )
     con.unregister("identity_map_df")
     until = _ts_literal(as_of)
+    # Row ids first, on the narrow key columns; the whole rows are fetched by row id afterwards, which
+    # spares reading every column of every event.
     if set_aside is None:
-        orphans = ("SELECT * FROM events e WHERE e.ts <= {until} AND NOT EXISTS (SELECT 1 FROM identity_map m "
-                   "WHERE m.id_type = e.pid_type AND m.id_value = e.pid_value)").format(until=until)
+        orphan_rows = (f"SELECT rowid AS rid FROM events e WHERE e.ts <= {until} AND NOT EXISTS (SELECT 1 FROM "
+                       "identity_map m WHERE m.id_type = e.pid_type AND m.id_value = e.pid_value)")
     else:
         con.register("set_aside_df", set_aside[["id_type", "id_value"]])
         con.execute("CREATE OR REPLACE TEMP TABLE identity_set_aside AS SELECT * FROM set_aside_df")
         con.unregister("set_aside_df")
-        orphans = (f"SELECT e.* FROM events e SEMI JOIN identity_set_aside s "
-                   f"ON e.pid_type = s.id_type AND e.pid_value = s.id_value WHERE e.ts <= {until}")
+        orphan_rows = (f"SELECT e.rowid AS rid FROM events e SEMI JOIN identity_set_aside s "
+                       f"ON e.pid_type = s.id_type AND e.pid_value = s.id_value WHERE e.ts <= {until}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE identity_orphan_rows AS {orphan_rows}")
+    orphans = "SELECT * FROM events WHERE rowid IN (SELECT rid FROM identity_orphan_rows)"
     joins = "\n".join(
         f"LEFT JOIN identity_map m_{f} ON m_{f}.id_type = '{f}' AND m_{f}.id_value = e.{f}"
         for f in IDENTIFIER_FIELDS

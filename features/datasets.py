@@ -2,6 +2,11 @@
 
 A rolling backfill (a snapshot every `step_days`) lets a model learn from many as-of dates, so a shop
 with a short history still yields enough rows.
+
+A snapshot can carry several label windows (`label_windows`): the same customers, the same features,
+"bought within w days" for several w. That is what lets a model trained on a history shorter than its
+horizon learn how the purchase probability grows with the window, rather than confuse a short window
+with a late snapshot (see `training.propensity.plan_snapshots`).
 """
 
 from __future__ import annotations
@@ -12,10 +17,36 @@ from typing import Callable, Sequence
 import duckdb
 import pandas as pd
 
-from features.feature_lists import FeatureList
+from features.feature_lists import WINDOW_FEATURE, FeatureList
 from features.identity import register_resolved_events
-from features.profile_features import build_profiles, purchase_labels
+from features.profile_features import build_profiles
+from features.repeat_purchases import BGNBD_FEATURES, bgnbd_features
+from features.schema import IDENTIFIER_FIELDS
 from features.store import LOCAL_OFFSET_HOURS
+
+
+def first_purchases(con: duckdb.DuckDBPyConnection, as_of: datetime, until: datetime) -> pd.Series:
+    """Each customer's first purchase in (as_of, until], by customer_id (customers as resolved at as_of).
+
+    Expects the `identity_map` of `as_of` to be registered (`register_resolved_events`, which
+    `build_profiles` calls). A purchase counts for a customer through any identifier it carries that was
+    known by as_of: a link made later must not decide who bought, and nothing after `until` is read.
+    """
+    matches = " UNION ALL ".join(
+        f"SELECT m.customer_id, e.ts FROM future e JOIN identity_map m "
+        f"ON m.id_type = '{f}' AND m.id_value = e.{f}"
+        for f in IDENTIFIER_FIELDS
+    )
+    firsts = con.execute(
+        f"""
+        WITH future AS (
+            SELECT ts, {", ".join(IDENTIFIER_FIELDS)} FROM events
+            WHERE type = 'purchase' AND ts > $as_of AND ts <= $until)
+        SELECT customer_id, min(ts) AS first_ts FROM ({matches}) GROUP BY customer_id
+        """,
+        {"as_of": as_of, "until": until},
+    ).df()
+    return firsts.set_index("customer_id")["first_ts"]
 
 
 def training_set(
@@ -24,16 +55,37 @@ def training_set(
     horizon_days: int,
     feature_list: FeatureList,
     progress: Callable[[datetime], None] | None = None,
+    label_windows: Callable[[datetime], Sequence[int]] | None = None,
+    label_cutoff: datetime | None = None,
 ) -> pd.DataFrame:
-    """Rows (customer_id, as_of, features…, label) for every customer known at each as-of date."""
+    """Rows (customer_id, as_of, features…, label_window_days, label) for every customer known at each
+    as-of date: one row per customer and label window.
+
+    `label_windows(as_of)` gives the windows (days) of a snapshot, by default `[horizon_days]`.
+    `label_cutoff`, when given, is a hard limit: no purchase after it is read, and a window reaching
+    past it is an error rather than a label that silently misses purchases. BG/NBD features of the
+    list are fitted on each snapshot's own purchases (`features.repeat_purchases`).
+    """
+    wanted = list(feature_list.features)
+    with_bgnbd = [f for f in wanted if f in BGNBD_FEATURES]
     frames = []
     for as_of in as_ofs:
-        profiles = build_profiles(con, as_of)
-        labels = purchase_labels(con, as_of, horizon_days)
-        frame = profiles[list(feature_list.features)].copy()
-        frame["label"] = labels.reindex(frame.index).fillna(0).astype(int)
-        frame.insert(0, "as_of", as_of)
-        frames.append(frame.reset_index())
+        windows = sorted(set(label_windows(as_of) if label_windows else [horizon_days]))
+        ends = [as_of + timedelta(days=w) for w in windows]
+        if label_cutoff is not None and max(ends) > label_cutoff:
+            raise ValueError(f"a {max(windows)}-day label window after {as_of:%Y-%m-%d %H:%M} ends "
+                             f"after the label cutoff {label_cutoff:%Y-%m-%d %H:%M}")
+        profiles = build_profiles(con, as_of)  # registers resolved_events and identity_map for as_of
+        if with_bgnbd:
+            profiles = profiles.join(bgnbd_features(con, as_of, horizon_days, registered=True))
+        frame = profiles[wanted].copy()
+        firsts = first_purchases(con, as_of, max(ends)).reindex(frame.index)
+        for window, end in zip(windows, ends):
+            rows = frame.copy()
+            rows[WINDOW_FEATURE] = float(window)
+            rows["label"] = (firsts <= end).astype(int).to_numpy()
+            rows.insert(0, "as_of", as_of)
+            frames.append(rows.reset_index())
         if progress:
             progress(as_of)
     return pd.concat(frames, ignore_index=True)

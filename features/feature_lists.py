@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+# Not a profile column: the length (days) of a training row's label window. Models trained on a history
+# shorter than their horizon take it as an input (see `training.propensity.SnapshotPlan`); when
+# serving, it is the model's horizon.
+WINDOW_FEATURE = "label_window_days"
+
+
 @dataclass(frozen=True)
 class FeatureList:
     name: str
@@ -95,7 +101,15 @@ PROFILE_V2 = FeatureList(
     (*PROPENSITY_V1.features, *_V2_CONSENT, *_V2_RFM, *_V2_ENGAGEMENT, *_V2_FATIGUE, *_V2_AFFINITY),
 )
 
-FEATURE_LISTS = {fl.name: fl for fl in (PROPENSITY_V1, PROFILE_VECTOR_V1, PROPENSITY_V2, PROFILE_V2)}
+# v1 plus the BG/NBD view of each buyer (P(alive), expected purchase days and P(any purchase) in the
+# model's horizon), from a BG/NBD fitted on the buyers as of the same snapshot
+# (`features.repeat_purchases`); missing for customers who never bought.
+PROPENSITY_V3 = FeatureList(
+    "propensity_v3", (*PROPENSITY_V1.features, "bgnbd_p_alive", "bgnbd_expected_h", "bgnbd_p_any_h")
+)
+
+FEATURE_LISTS = {fl.name: fl for fl in (PROPENSITY_V1, PROFILE_VECTOR_V1, PROPENSITY_V2, PROFILE_V2,
+                                        PROPENSITY_V3)}
 
 
 def get_feature_list(name: str) -> FeatureList:

@@ -13,6 +13,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from features.feature_lists import WINDOW_FEATURE
+
 UNSCORED = "unscored"
 BUCKETS = (("High", 0.75), ("Medium", 0.50), ("Low", 0.0))
 
@@ -51,6 +53,9 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def _matrix(self, X: pd.DataFrame) -> pd.DataFrame:
+        if WINDOW_FEATURE in self.features_ and WINDOW_FEATURE not in X.columns:
+            # Trained on label windows of several lengths: a prediction is for the full horizon.
+            X = X.assign(**{WINDOW_FEATURE: float(self.horizon_days)})
         missing = [f for f in self.features_ if f not in X.columns]
         if missing:
             raise ValueError(f"missing feature columns: {missing}")
@@ -61,6 +66,10 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         y = np.asarray(y).astype(int)
         if len(np.unique(y)) < 2:
             raise ValueError("training labels hold one class only; widen the window or add data")
+        # P(a purchase within w days) can only grow with w: said to the booster, it also keeps the window
+        # from standing in for other features where the two move together.
+        monotone = ([int(f == WINDOW_FEATURE) for f in self.features_]
+                    if WINDOW_FEATURE in self.features_ else None)
         self.booster_ = LGBMClassifier(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
@@ -70,6 +79,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             subsample_freq=1,
             colsample_bytree=0.8,
             random_state=self.random_state,
+            monotone_constraints=monotone,
             n_jobs=2,
             verbose=-1,
         ).fit(self._matrix(X), y)

@@ -517,6 +517,50 @@ def collect(
     _run(body)
 
 
+evaluate_app = typer.Typer(help="Benchmarks on public data, through the same pipeline as a shop's.",
+                           no_args_is_help=True)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.command("cdnow")
+def evaluate_cdnow_command(
+    work: Optional[Path] = typer.Option(
+        None, "--work", help="folder for the converted events and their store; default $NHIP_HOME/cdnow"),
+    sample: Optional[int] = typer.Option(None, "--sample", help="only N customers, drawn at random (seeded)"),
+    feature_list: Optional[str] = typer.Option(
+        None, "--feature-list", help="e.g. propensity_v3; default: what `nhip train propensity` uses"),
+):
+    """CDNOW, split as Fader, Hardie & Lee (2005): our model vs BG/NBD vs the recency rule."""
+    def body():
+        from features.feature_lists import get_feature_list
+        from training.cdnow import CALIBRATION_LAST_DAY, HORIZON_DAYS, evaluate_cdnow, markdown_table
+
+        if sample is not None and sample < 1:
+            raise UserError("--sample must be positive")
+        chosen = get_feature_list(feature_list) if feature_list else None
+        folder = work or _settings().workspace / "cdnow"
+        with _progress() as progress:
+            task = progress.add_task("importing CDNOW", total=None)
+            result = evaluate_cdnow(folder, sample=sample, feature_list=chosen,
+                                    progress=lambda d: progress.update(
+                                        task, advance=1, description=f"snapshot {d:%Y-%m-%d}"))
+        report, plan = result.imported.report, result.details["plan"]
+        lines = [
+            f"CDNOW: {result.imported.conversion.lines:,} lines → read {report.rows_read:,}  accepted "
+            f"{report.accepted:,}  duplicates {report.duplicates:,}  quarantined {report.quarantined:,} "
+            f"({result.imported.conversion.customers:,} customers) in {result.imported.store_path}",
+            f"as of the end of {CALIBRATION_LAST_DAY}, purchases in the next {HORIZON_DAYS} days; "
+            f"{plan.scheme}; {len(plan.train)} training + {len(plan.calibration)} calibration snapshots; "
+            f"feature list {result.feature_list}",
+            "BG/NBD (days): " + ", ".join(f"{k}={v:.4g}" for k, v in result.bgnbd_params.items()),
+            "",
+            markdown_table(result.table),
+        ]
+        for line in lines:
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+    _run(body)
+
+
 identity_app = typer.Typer(help="Who is who: explain, export and audit identity resolution.",
                            no_args_is_help=True)
 app.add_typer(identity_app, name="identity")

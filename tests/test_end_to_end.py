@@ -74,7 +74,9 @@ def test_score_files_follow_the_contract(pipeline):
     assert scores.loc[scores["bucket"] == "unscored", "score"].isna().all()
     assert scores["score"].dropna().between(0, 1).all()
     times = pd.read_csv(root / "send_time.csv")
-    assert list(times.columns[-3:]) == ["send_at", "score", "source"]
+    assert list(times.columns[-4:]) == ["send_at", "score", "source", "explored"]
+    assert set(times["source"].dropna()) <= {"customer", "activity", "segment", "shop"}
+    assert not times["explored"].any()  # exploration is off unless asked for
     hours = pd.to_datetime(times["send_at"].dropna(), utc=True).dt.tz_convert("Asia/Ho_Chi_Minh").dt.hour
     assert hours.between(8, 21).all()
 

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from features.datasets import rolling_as_ofs, training_set
-from features.feature_lists import PROPENSITY_V1, FeatureList
+from features.feature_lists import PROPENSITY_V1, WINDOW_FEATURE, FeatureList
+from features.repeat_purchases import bgnbd_scores, fit_bgnbd, purchase_summary
 from features.store import event_time_range
 from models.propensity import PropensityModel
 from training.errors import NotEnoughDataError
@@ -24,18 +25,73 @@ from training.evaluate import (
     ranking_metrics,
 )
 
+# What `nhip train propensity` trains on. propensity_v3 (v1 + BG/NBD features) was measured against it
+# (benchmarks/propensity_quality.py, benchmarks/cdnow.py): no better on the demo shop (AUC 0.870 vs 0.870),
+# +0.001 PR-AUC on CDNOW, and the online profiles do not carry BG/NBD columns yet, so v1 stays.
+DEFAULT_FEATURE_LIST = PROPENSITY_V1
+
+# Short-history scheme: besides its longest observable window, each snapshot is labelled over shorter
+# windows, `step_days` × WINDOW_RATIO^k. Several windows on the same snapshot are what separates "short
+# window" from "late snapshot": with one window per snapshot, the window length and the customers'
+# tenure move together and a model cannot tell them apart. Starting at `step_days` makes the training
+# rows cover every window the (later) calibration snapshots have, so the calibrator never sees the
+# booster outside the windows it was trained on.
+WINDOW_RATIO = 2
+# Short-history scheme: the latest third of the snapshots calibrates.
+CALIBRATION_SHARE = 1 / 3
+
 
 @dataclass
 class SnapshotPlan:
-    """Which as-of dates train, calibrate and test a model, each label window ending before the next.
+    """Which as-of dates train, calibrate and test a model, and over which label windows.
 
-    train: every `step_days` up to `calibrate - horizon`; calibrate: `test - horizon`; test: `as_of`.
-    So the calibrator sees only labels after every training label, and the test only labels after both.
+    Full windows (history ≥ min history + 2 × horizon): train every `step_days` up to
+    `test − 2·horizon`, calibrate on `test − horizon`, test on `as_of`, every window `horizon` days. Each
+    label window ends before the next snapshot's begins, so the calibrator sees only labels after every
+    training label and the test only labels after both.
+
+    Short history (`label_cutoff` set, = the test as_of): there is no room for a full window before the
+    test, so every training and calibration window is truncated at the cutoff: labels come from
+    purchases strictly after the snapshot and at or before the cutoff, never later. Each snapshot is
+    labelled over several windows (`windows`), the window length is a model input
+    (`label_window_days`, the booster's output constrained to grow with it), and at the test (and when
+    serving) it is the full horizon. The latest third of the snapshots calibrates: a time-later slice the
+    booster never saw. Trees do not extrapolate: for a horizon longer than every training window the
+    booster answers as for its longest one, so probabilities err low by the purchases of the unobserved
+    extra days (on CDNOW the longest training window is 238 of 273 days).
     """
 
     train: list[datetime]
-    calibrate: datetime
+    calibration: list[datetime]
     test: datetime
+    horizon_days: int
+    label_cutoff: datetime | None = None
+    step_days: int = 14
+
+    @property
+    def calibrate(self) -> datetime:
+        """The calibration snapshot (the earliest of the slice in the short-history scheme)."""
+        return self.calibration[0]
+
+    @property
+    def short_history(self) -> bool:
+        return self.label_cutoff is not None
+
+    @property
+    def scheme(self) -> str:
+        return "short history: windows truncated at the test as_of" if self.short_history else "full windows"
+
+    def windows(self, as_of: datetime) -> list[int]:
+        """Label windows (days) of a snapshot."""
+        if not self.short_history or as_of == self.test:
+            return [self.horizon_days]
+        available = int((self.label_cutoff - as_of) // timedelta(days=1))
+        longest = min(self.horizon_days, available)
+        windows, w = {longest}, max(1, self.step_days)
+        while w < longest:
+            windows.add(w)
+            w *= WINDOW_RATIO
+        return sorted(windows)
 
 
 def plan_snapshots(
@@ -44,26 +100,41 @@ def plan_snapshots(
     horizon_days: int,
     step_days: int = 14,
     min_history_days: int = 30,
+    observed_until: datetime | None = None,
 ) -> SnapshotPlan:
+    """Full windows when the history allows it, else the short-history scheme (see `SnapshotPlan`).
+
+    `observed_until` is the end of the observed period (default: the last event). The test's own
+    label window must end by then: a test label over a window not yet observed would be wrong, not
+    short.
+    """
     first, last = event_time_range(con)
     if first is None:
         raise NotEnoughDataError("the event store is empty; run `nhip ingest` first")
+    observed_until = observed_until or last
     horizon = timedelta(days=horizon_days)
-    if as_of + horizon > last:
+    if as_of + horizon > observed_until:
         raise NotEnoughDataError(
             f"the label window after as_of {as_of:%Y-%m-%d} ends {as_of + horizon:%Y-%m-%d}, after the "
-            f"last event ({last:%Y-%m-%d}); choose an as_of at least {horizon_days} days before it"
+            f"end of the data ({observed_until:%Y-%m-%d}); choose an as_of at least {horizon_days} days "
+            "before it"
         )
+    earliest = first + timedelta(days=min_history_days)
     calibrate = as_of - horizon
-    train = rolling_as_ofs(first + timedelta(days=min_history_days), calibrate - horizon, step_days)
-    if not train:
-        need = min_history_days + 2 * horizon_days
+    train = rolling_as_ofs(earliest, calibrate - horizon, step_days)
+    if train:
+        return SnapshotPlan(train, [calibrate], as_of, horizon_days, step_days=step_days)
+    snapshots = rolling_as_ofs(earliest, as_of - timedelta(days=step_days), step_days)
+    if len(snapshots) < 2:
+        need = min_history_days + 2 * step_days
         raise NotEnoughDataError(
-            f"not enough history before {as_of:%Y-%m-%d}: training needs about {need} days of events "
-            f"before as_of (history {min_history_days} d + calibration {horizon_days} d + training "
-            f"{horizon_days} d); have {(as_of - first).days} d"
+            f"not enough history before {as_of:%Y-%m-%d}: training needs at least {need} days of events "
+            f"before as_of (history {min_history_days} d + two snapshots {step_days} d apart, with label "
+            f"windows truncated at as_of); have {(as_of - first).days} d"
         )
-    return SnapshotPlan(train, calibrate, as_of)
+    n_cal = max(1, int(len(snapshots) * CALIBRATION_SHARE))
+    return SnapshotPlan(snapshots[:-n_cal], snapshots[-n_cal:], as_of, horizon_days, label_cutoff=as_of,
+                        step_days=step_days)
 
 
 @dataclass
@@ -71,9 +142,68 @@ class PropensityResult:
     model: PropensityModel
     plan: SnapshotPlan
     metrics: dict[str, float]
-    baseline_metrics: dict[str, float]
-    test: pd.DataFrame  # test rows with `score`
+    baseline_metrics: dict[str, float]  # = baselines["recency"], kept for older callers
+    test: pd.DataFrame  # test rows with `score` (and `bgnbd_score`, the BG/NBD P(any purchase))
     row_counts: dict[str, int] = field(default_factory=dict)
+    # Every comparison on the same test rows: "recency" (ranking only), "bgnbd" (P(any purchase in the
+    # horizon): a probability, so Brier/log-loss/ECE too), "bgnbd_expected" (ranking by expected
+    # purchases, the literature's ranking).
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    details: dict[str, object] = field(default_factory=dict)
+
+
+def model_features(feature_list: FeatureList, plan: SnapshotPlan) -> tuple[str, ...]:
+    """The model's inputs: the list, plus the label window when the windows vary."""
+    features = tuple(feature_list.features)
+    return (*features, WINDOW_FEATURE) if plan.short_history else features
+
+
+def build_rows(
+    con: duckdb.DuckDBPyConnection,
+    plan: SnapshotPlan,
+    feature_list: FeatureList,
+    progress: Callable[[datetime], None] | None = None,
+) -> pd.DataFrame:
+    """Training, calibration and test rows of a plan.
+
+    Training and calibration labels are read with the plan's cutoff as a hard limit (none for full
+    windows, whose windows all end by the test as_of anyway); only the test snapshot looks past it.
+    """
+    known = [*plan.train, *plan.calibration]
+    cutoff = plan.label_cutoff or plan.test
+    fitted = training_set(con, known, plan.horizon_days, feature_list, progress,
+                          label_windows=plan.windows, label_cutoff=cutoff)
+    test = training_set(con, [plan.test], plan.horizon_days, feature_list, progress)
+    return pd.concat([fitted, test], ignore_index=True)
+
+
+def bgnbd_baseline(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, horizon_days: int, customers: pd.Index,
+    never_bought_rate: float,
+) -> tuple[pd.Series, pd.Series, dict[str, float]]:
+    """BG/NBD's P(any purchase) and expected purchase days in the horizon for `customers`, fitted on
+    the purchases up to `as_of` (no labels), and its parameters.
+
+    BG/NBD says nothing about customers who never bought: they get `never_bought_rate` (the rate
+    observed on the calibration slice) as probability and 0 expected purchases.
+    """
+    summary = purchase_summary(con, as_of)
+    model = fit_bgnbd(summary)
+    p_any = pd.Series(never_bought_rate, index=customers, dtype=float)
+    expected = pd.Series(0.0, index=customers)
+    if model is None:
+        return p_any, expected, {}
+    scores = bgnbd_scores(model, summary, horizon_days).reindex(customers)
+    buyers = scores["bgnbd_p_any_h"].notna()
+    p_any[buyers] = scores.loc[buyers, "bgnbd_p_any_h"]
+    expected[buyers] = scores.loc[buyers, "bgnbd_expected_h"]
+    return p_any, expected, dict(model.params_)
+
+
+def _never_bought_rate(cal: pd.DataFrame) -> float:
+    never = cal[cal["n_purchases"] == 0] if "n_purchases" in cal else cal
+    longest = never[never[WINDOW_FEATURE] == never[WINDOW_FEATURE].max()] if len(never) else never
+    return float(longest["label"].mean()) if len(longest) else float(cal["label"].mean())
 
 
 def fit_propensity(
@@ -82,35 +212,49 @@ def fit_propensity(
     horizon_days: int,
     min_events: int,
     step_days: int = 14,
-    feature_list: FeatureList = PROPENSITY_V1,
+    feature_list: FeatureList = DEFAULT_FEATURE_LIST,
     progress: Callable[[datetime], None] | None = None,
+    observed_until: datetime | None = None,
     **params,
 ) -> PropensityResult:
-    """Train on the rolling snapshots, calibrate on the later one, evaluate on the latest.
+    """Train on the rolling snapshots, calibrate on the later ones, evaluate on the latest, next to the
+    recency rule and BG/NBD on the same test rows.
 
     Rows of customers below `min_events` are left out everywhere: they are `unscored` when serving, so
     they must not flatter or drag the metrics.
     """
-    plan = plan_snapshots(con, as_of, horizon_days, step_days)
-    dates = [*plan.train, plan.calibrate, plan.test]
-    data = training_set(con, dates, horizon_days, feature_list, progress=progress)
+    plan = plan_snapshots(con, as_of, horizon_days, step_days, observed_until=observed_until)
+    data = build_rows(con, plan, feature_list, progress)
     data = data[data["n_events"] >= min_events]
     train = data[data["as_of"].isin(plan.train)]
-    cal = data[data["as_of"] == plan.calibrate]
+    cal = data[data["as_of"].isin(plan.calibration)]
     test = data[data["as_of"] == plan.test].copy()
     if train["label"].nunique() < 2 or test["label"].nunique() < 2:
         raise NotEnoughDataError(
             "every training or test row has the same label; more customers or a longer horizon needed"
         )
-    features = list(feature_list.features)
+    features = model_features(feature_list, plan)
     model = PropensityModel(
-        features=tuple(features), feature_list=feature_list.name, horizon_days=horizon_days, **params
+        features=features, feature_list=feature_list.name, horizon_days=horizon_days, **params
     )
-    model.fit(train[features], train["label"], cal[features], cal["label"])
-    test["score"] = model.predict_proba(test[features])[:, 1]
+    model.fit(train[list(features)], train["label"], cal[list(features)], cal["label"])
+    test["score"] = model.predict_proba(test[list(features)])[:, 1]
     metrics = classification_metrics(test["label"], test["score"])
     metrics["ece"] = expected_calibration_error(test["label"], test["score"])
-    recency = -test["recency_days"].fillna(np.inf).to_numpy()
-    baseline = ranking_metrics(test["label"], recency)
+
+    recency = ranking_metrics(test["label"], -test["recency_days"].fillna(np.inf).to_numpy())
+    p_any, expected, params_bg = bgnbd_baseline(
+        con, plan.test, horizon_days, pd.Index(test["customer_id"]), _never_bought_rate(cal))
+    test["bgnbd_score"] = p_any.to_numpy()
+    bgnbd = classification_metrics(test["label"], test["bgnbd_score"])
+    bgnbd["ece"] = expected_calibration_error(test["label"], test["bgnbd_score"])
+    baselines = {
+        "recency": recency,
+        "bgnbd": bgnbd,
+        "bgnbd_expected": ranking_metrics(test["label"], expected.to_numpy()),
+    }
     counts = {"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test)}
-    return PropensityResult(model, plan, metrics, baseline, test, counts)
+    details = {"scheme": plan.scheme, "bgnbd_params": params_bg,
+               "label_windows": sorted({w for d in [*plan.train, *plan.calibration]
+                                        for w in plan.windows(d)})}
+    return PropensityResult(model, plan, metrics, recency, test, counts, baselines, details)

@@ -1,0 +1,63 @@
+"""Propensity vs BG/NBD vs recency on CDNOW, Fader, Hardie & Lee's (2005) split, as a markdown table.
+
+    python benchmarks/cdnow.py [--work DIR] [--sample N] [--feature-lists propensity_v1,propensity_v3]
+
+The same code as `nhip evaluate cdnow` (training/cdnow.py): CDNOW_master.txt from the installed lifetimes
+wheel → canonical events → ingest → `fit_propensity` as of the end of 1997-09-30, label "any purchase
+in the next 273 days". One model row per feature list; the baselines do not depend on it and are shown
+once. `bgnbd` is BG/NBD's P(any purchase), `bgnbd_expected` ranks by its expected purchases, `recency`
+by days since the last purchase; the last two only rank (no Brier score or log-loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from features.feature_lists import get_feature_list  # noqa: E402
+from training.cdnow import evaluate_cdnow, markdown_table  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
+    parser.add_argument("--sample", type=int, help="only N customers, drawn at random (seeded)")
+    parser.add_argument("--feature-lists", default="propensity_v1,propensity_v3")
+    args = parser.parse_args()
+
+    names = [n.strip() for n in args.feature_lists.split(",") if n.strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        rows, first = {}, None
+        for name in names:
+            started = time.perf_counter()
+            result = evaluate_cdnow(work, sample=args.sample, feature_list=get_feature_list(name))
+            seconds = time.perf_counter() - started
+            rows[f"model ({name})"] = result.table.loc["model"]
+            print(f"{name}: {seconds:.0f} s, rows {result.row_counts}", file=sys.stderr)
+            first = first or result
+    baselines = first.table.drop(index="model")
+    table = pd.concat([pd.DataFrame(rows).T, baselines])
+    report = first.imported.report
+    plan = first.details["plan"]
+    print(f"CDNOW: {report.rows_read:,} lines read, {report.accepted:,} accepted, {report.duplicates:,} "
+          f"duplicates, {report.quarantined:,} quarantined; "
+          f"{first.imported.conversion.customers:,} customers")
+    print(f"as of the end of 1997-09-30, horizon 273 days; {plan.scheme}; {len(plan.train)} training + "
+          f"{len(plan.calibration)} calibration snapshots")
+    print("BG/NBD (days): " + ", ".join(f"{k}={v:.4g}" for k, v in first.bgnbd_params.items()))
+    print()
+    print(markdown_table(table))
+
+
+if __name__ == "__main__":
+    main()

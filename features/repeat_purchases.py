@@ -1,0 +1,98 @@
+"""Repeat-purchase summaries (frequency, recency, T) and the BG/NBD features built on them.
+
+Like every feature here, a pure function of (events, as_of): only purchases with `ts <= as_of` are read,
+through the identities known at `as_of`, and the BG/NBD parameters are fitted on that same snapshot, so
+adding later events changes nothing (tests/test_propensity_horizon.py checks it).
+
+Purchase days, not purchase events, are the transactions: two orders on one (Vietnam-time) calendar day
+count once, as the BTYD literature does for CDNOW, because a basket split into several orders is one
+visit. Times are in days.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.identity import register_resolved_events
+from features.store import LOCAL_OFFSET_HOURS
+from models.bgnbd import BGNBD
+
+SUMMARY_COLUMNS = ("frequency", "recency", "T")
+BGNBD_FEATURES = ("bgnbd_p_alive", "bgnbd_expected_h", "bgnbd_p_any_h")
+
+# At least this many buyers (and some repeat buyers) before a BG/NBD fit is trusted; fewer give
+# parameters that swing from one snapshot to the next, and the features are left missing instead.
+MIN_BUYERS = 50
+
+
+def purchase_summary(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, identity: pd.DataFrame | None = None,
+    registered: bool = False,
+) -> pd.DataFrame:
+    """One row per customer with a purchase by `as_of`, indexed by customer_id, in days:
+
+    - `frequency`: purchase days after the first one (repeat transactions, x);
+    - `recency`: days from the first purchase day to the last (t_x; 0 for one-time buyers);
+    - `T`: days from the start of the first purchase day to `as_of`.
+
+    `registered=True` reuses the `resolved_events` view a caller has just registered for the same
+    `as_of` (as `build_profiles` does), instead of resolving identities again.
+    """
+    if not registered:
+        register_resolved_events(con, as_of, identity)
+    return con.execute(
+        f"""
+        WITH days AS (
+            SELECT DISTINCT customer_id,
+                   CAST(ts + INTERVAL {LOCAL_OFFSET_HOURS} HOUR AS DATE) AS day
+            FROM resolved_events WHERE type = 'purchase' AND ts <= $as_of
+        )
+        SELECT customer_id,
+               (count(*) - 1)::DOUBLE AS frequency,
+               date_diff('day', min(day), max(day))::DOUBLE AS recency,
+               date_diff('second', CAST(min(day) AS TIMESTAMP) - INTERVAL {LOCAL_OFFSET_HOURS} HOUR,
+                         $as_of) / 86400.0 AS T
+        FROM days GROUP BY customer_id ORDER BY customer_id
+        """,
+        {"as_of": as_of},
+    ).df().set_index("customer_id")
+
+
+def fit_bgnbd(summary: pd.DataFrame) -> BGNBD | None:
+    """BG/NBD fitted on a summary, or None when there are too few buyers or no repeat buyer at all."""
+    if len(summary) < MIN_BUYERS or not (summary["frequency"] > 0).any():
+        return None
+    return BGNBD().fit(summary["frequency"], summary["recency"], summary["T"])
+
+
+def bgnbd_scores(model: BGNBD, summary: pd.DataFrame, horizon_days: float) -> pd.DataFrame:
+    """P(alive), expected purchase days and P(any purchase) in the next `horizon_days`, per customer."""
+    args = (summary["frequency"], summary["recency"], summary["T"])
+    return pd.DataFrame(
+        {
+            "bgnbd_p_alive": model.p_alive(*args),
+            "bgnbd_expected_h": model.expected_purchases(horizon_days, *args),
+            "bgnbd_p_any_h": model.p_any_purchase(horizon_days, *args),
+        },
+        index=summary.index,
+    )
+
+
+def bgnbd_features(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, horizon_days: float,
+    identity: pd.DataFrame | None = None, registered: bool = False,
+) -> pd.DataFrame:
+    """The BG/NBD features of every buyer known at `as_of`, from a fit on the buyers as of `as_of`.
+
+    Customers who never bought have no BG/NBD state: their rows are absent (missing after a join), which
+    the gradient-boosted model treats as its own branch.
+    """
+    summary = purchase_summary(con, as_of, identity, registered)
+    model = fit_bgnbd(summary)
+    if model is None:
+        return pd.DataFrame(index=summary.index, columns=list(BGNBD_FEATURES), dtype=float)
+    return bgnbd_scores(model, summary, horizon_days).astype(np.float64)

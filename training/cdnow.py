@@ -1,0 +1,258 @@
+"""CDNOW: the public benchmark of the BTYD literature, evaluated through Nhịp's own pipeline.
+
+CDNOW_master.txt holds every purchase of the 23,570 customers who first bought at the online music store
+CDNOW in the first quarter of 1997, up to the end of June 1998: customer id, date (YYYYMMDD), number of
+CDs, dollars. It ships inside the `lifetimes` wheel (a pinned dependency), so nothing is downloaded; the
+file is located without importing lifetimes, which does not import with pandas 3.
+
+The evaluation follows Fader, Hardie & Lee (2005): the as-of instant is the end of 1997-09-30 (39 weeks
+of calibration) and the label is "any purchase in the next 273 days" (to 1998-06-30, the 39-week
+holdout). The file becomes canonical events in a work folder and goes through the normal ingest (every
+line is accepted, a duplicate or quarantined), then the same `fit_propensity` that trains a shop's
+model scores it, next to BG/NBD and the recency rule. The history before the as-of (273 days) is no
+longer than the horizon, so this is also the test of the short-history scheme of
+`training.propensity.plan_snapshots`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from features.asof import parse_as_of
+from features.ingest import IngestReport, ingest_file
+
+CDNOW_FILE = "lifetimes/datasets/CDNOW_master.txt"
+LIFETIMES_PIN = "lifetimes==0.11.3"
+SOURCE = "cdnow"
+# Fader, Hardie & Lee (2005): calibration to the end of 1997-09-30, holdout to the end of 1998-06-30.
+CALIBRATION_LAST_DAY = "1997-09-30"
+AS_OF = "1997-10-01"  # a bare date is 00:00 that day: every purchase of 1997-09-30 is before it
+HORIZON_DAYS = 273
+# The file's documented end of observation: the end of 1998-06-30.
+OBSERVED_UNTIL = "1998-07-01"
+# The file has dates only; a purchase is put at midday (store time), so a bare as-of date cuts between
+# days and never through one.
+PURCHASE_CLOCK = "12:00:00+07:00"
+
+
+class CdnowDataMissing(FileNotFoundError):
+    """The CDNOW file is not installed (it comes with the lifetimes wheel)."""
+
+
+def cdnow_master_path() -> Path:
+    """Where the installed lifetimes wheel keeps CDNOW_master.txt; lifetimes itself is never imported."""
+    from importlib import metadata
+
+    hint = f"the CDNOW data comes with the lifetimes wheel: `pip install {LIFETIMES_PIN}`"
+    try:
+        files = metadata.files("lifetimes") or []
+    except metadata.PackageNotFoundError:
+        raise CdnowDataMissing(f"lifetimes is not installed; {hint}") from None
+    for entry in files:
+        if str(entry).replace("\\", "/") == CDNOW_FILE:
+            path = Path(entry.locate())
+            if path.is_file():
+                return path
+    raise CdnowDataMissing(f"{CDNOW_FILE} is missing from the installed lifetimes; {hint}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the file → canonical events
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _event(line_no: int, text: str) -> dict:
+    """One canonical purchase for one line of CDNOW_master.txt.
+
+    CDNOW sold online, so the channel is `web` and its customer number the `external_id`. The event id is
+    the line number: the file holds identical lines (same customer, day, CDs and dollars), which are
+    separate orders, and a content hash would count them as one; re-importing the file still stores
+    nothing twice. A line that does not read as (id, YYYYMMDD, CDs, dollars) still becomes a row, with
+    its raw text in `properties` but without the fields ingest cannot do without: ingest quarantines it
+    with the reason, so the file's line count always equals the import's `rows_read`.
+    """
+    cells = text.split()
+    event: dict = {"event_id": f"{SOURCE}-line-{line_no}", "channel": "web", "type": "purchase"}
+    if len(cells) != 4 or not cells[0].isdigit():
+        event["properties"] = {"cdnow_line": text.strip()}
+        return event
+    customer, day, cds, dollars = cells
+    event["external_id"] = f"{SOURCE}-{customer}"
+    try:
+        if len(day) != 8 or not day.isdigit():
+            raise ValueError(day)
+        event["ts"] = f"{date(int(day[:4]), int(day[4:6]), int(day[6:8])).isoformat()}T{PURCHASE_CLOCK}"
+    except ValueError:
+        event["properties"] = {"cdnow_date": day}
+    try:
+        event["amount"] = float(dollars)
+        event["currency"] = "USD"
+    except ValueError:
+        event["amount"] = dollars  # ingest quarantines it as an unparseable amount
+    try:
+        event["quantity"] = int(cds)
+    except ValueError:
+        event["properties"] = {**event.get("properties", {}), "cdnow_cds": cds}
+    return event
+
+
+@dataclass
+class Conversion:
+    """How the file's lines became canonical rows: `lines` data lines read (the header is not one),
+    `rows` written, `customers` distinct customer ids written."""
+
+    lines: int
+    rows: int
+    customers: int
+
+
+def is_header(text: str) -> bool:
+    return text.split()[:1] == ["customer_id"]
+
+
+def convert(source: Path, out: Path, customers: set[str] | None = None) -> Conversion:
+    """Write one canonical JSON line per data line of `source` (only `customers`, when given)."""
+    lines = rows = 0
+    seen: set[str] = set()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, encoding="ascii", errors="replace") as src, open(out, "w", encoding="utf-8") as dst:
+        for line_no, text in enumerate(src, start=1):
+            if not text.strip() or is_header(text):
+                continue
+            cells = text.split()
+            if customers is not None and (not cells or cells[0] not in customers):
+                continue
+            lines += 1
+            event = _event(line_no, text)
+            dst.write(json.dumps(event) + "\n")
+            rows += 1
+            if "external_id" in event:
+                seen.add(event["external_id"])
+    return Conversion(lines, rows, len(seen))
+
+
+def sample_customers(source: Path, n: int, seed: int = 0) -> set[str]:
+    """`n` customer ids drawn at random (seeded), for quick runs on a part of the cohort."""
+    ids = sorted({text.split()[0] for text in source.read_text(encoding="ascii", errors="replace")
+                  .splitlines() if text.strip() and not is_header(text)})
+    if n >= len(ids):
+        return set(ids)
+    rng = np.random.default_rng(seed)
+    return set(np.asarray(ids)[rng.choice(len(ids), size=n, replace=False)].tolist())
+
+
+@dataclass
+class CdnowImport:
+    store_path: Path
+    conversion: Conversion
+    report: IngestReport
+
+
+def import_cdnow(work: Path, sample: int | None = None, seed: int = 0, source: Path | None = None
+                 ) -> CdnowImport:
+    """Convert the file into `work/cdnow_events.jsonl` and ingest it into `work/events.duckdb`.
+
+    The store is rebuilt on every call, so a different `sample` never mixes with an earlier one; the
+    source file is only read.
+    """
+    source = source or cdnow_master_path()
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    customers = sample_customers(source, sample, seed) if sample else None
+    events = work / "cdnow_events.jsonl"
+    conversion = convert(source, events, customers)
+    store = work / "events.duckdb"
+    for stale in (store, store.with_suffix(".duckdb.wal")):
+        stale.unlink(missing_ok=True)
+    report = ingest_file(events, store, source=SOURCE)
+    return CdnowImport(store, conversion, report)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the evaluation
+# ---------------------------------------------------------------------------------------------------------
+
+METRIC_COLUMNS = ("auc", "pr_auc", "lift_top_decile", "brier", "log_loss")
+TABLE_COLUMNS = (*METRIC_COLUMNS, "ece", "base_rate", "rows")
+
+
+@dataclass
+class CdnowEvaluation:
+    """The side-by-side table (rows: model, bgnbd, bgnbd_expected, recency) and what produced it."""
+
+    table: pd.DataFrame
+    imported: CdnowImport
+    row_counts: dict[str, int]
+    bgnbd_params: dict[str, float]
+    feature_list: str
+    details: dict[str, object] = field(default_factory=dict)
+
+
+ROW_ORDER = ("model", "bgnbd", "bgnbd_expected", "recency")
+
+
+def comparison_table(result) -> pd.DataFrame:
+    """Model and baseline metrics of a `PropensityResult` on the same test rows, one row each.
+
+    `bgnbd` is BG/NBD's P(any purchase in the horizon), a probability; `bgnbd_expected` ranks by its
+    expected number of purchases (the literature's ranking) and `recency` by days since last seen: those
+    two only rank, so their Brier score and log-loss are missing.
+    """
+    rows = {"model": result.metrics, **result.baselines}
+    names = [n for n in ROW_ORDER if n in rows] + [n for n in rows if n not in ROW_ORDER]
+    return pd.DataFrame({name: {k: rows[name].get(k, np.nan) for k in TABLE_COLUMNS}
+                         for name in names}).T
+
+
+def evaluate_cdnow(
+    work: Path,
+    sample: int | None = None,
+    seed: int = 0,
+    feature_list=None,
+    progress: Callable[[datetime], None] | None = None,
+) -> CdnowEvaluation:
+    """Import CDNOW into `work` and evaluate the propensity model against BG/NBD and recency.
+
+    Every customer in the file is a buyer, so `min_events` is 1: the cohort is scored whole, as in the
+    paper.
+    """
+    from features.store import open_store
+    from training.propensity import DEFAULT_FEATURE_LIST, fit_propensity
+
+    imported = import_cdnow(work, sample, seed)
+    as_of = parse_as_of(AS_OF)
+    with open_store(imported.store_path, read_only=True) as con:
+        result = fit_propensity(
+            con, as_of, HORIZON_DAYS, min_events=1, feature_list=feature_list or DEFAULT_FEATURE_LIST,
+            observed_until=parse_as_of(OBSERVED_UNTIL), progress=progress,
+        )
+    return CdnowEvaluation(
+        table=comparison_table(result),
+        imported=imported,
+        row_counts=result.row_counts,
+        bgnbd_params=result.details.get("bgnbd_params", {}),
+        feature_list=result.model.feature_list,
+        details={"plan": result.plan},
+    )
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The table as GitHub markdown, metrics to 4 decimals; a missing metric is shown as —."""
+    columns = [c for c in TABLE_COLUMNS if c in table.columns]
+    head = "| | " + " | ".join(columns) + " |"
+    rule = "|---|" + "---:|" * len(columns)
+    lines = [head, rule]
+    for name, row in table.iterrows():
+        cells = []
+        for c in columns:
+            v = row[c]
+            cells.append("—" if pd.isna(v) else f"{int(v):,}" if c == "rows" else f"{v:.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

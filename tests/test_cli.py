@@ -99,7 +99,7 @@ def test_models_list_shows_versions_metrics_aliases_and_verdicts(trained_demo, m
     assert lines[0].startswith("nhip-propensity — champion: version ")
     assert "ver  created" in lines[1] and "lift@10%" in lines[1] and "at training" in lines[1]
     assert sum("propensity_v1" in line for line in lines) == 2
-    assert any("message_sends_v1" in line and "champion" in line and "promoted: no champion yet" in line
+    assert any("send_time_inputs_v2" in line and "champion" in line and "promoted: no champion yet" in line
                for line in lines)
     assert any(line.startswith("nhip-send-time — champion: version 1") for line in lines)
 

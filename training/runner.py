@@ -30,6 +30,9 @@ from training.gate import Verdict, baseline_failures, decide, deltas, sanity_fai
 from training.propensity import fit_propensity
 from training.send_time import fit_send_time, holdout_auc, send_time_inputs
 
+# What the send-time model learns from, versioned like a feature list (v2: `message_responses`, sends with
+# whether and when a person, not a mail client, opened them; and `activity_by_hour` on every channel).
+SEND_TIME_INPUTS = "send_time_inputs_v2"
 PIP_REQUIREMENTS = [
     "lightgbm==4.7.0", "scikit-learn==1.9.1", "pandas==3.1.1", "numpy==2.4.6", "mlflow==3.17.2",
 ]
@@ -253,7 +256,7 @@ def train_send_time(settings: Settings, as_of: datetime, margin: float | None = 
     mlflow.set_experiment(experiment_id=_experiment(mlflow, settings, "send-time"))
     with mlflow.start_run(run_name=f"send-time-{to_local(as_of):%Y%m%d}") as run:
         mlflow.log_params({**model.get_params(), "as_of": as_of.isoformat(), "promotion_margin": margin})
-        mlflow.set_tags({"feature_list": "message_sends_v1", **_data_tags(data)})
+        mlflow.set_tags({"feature_list": SEND_TIME_INPUTS, **_data_tags(data)})
         mlflow.log_metrics({
             **result.metrics,
             **{f"backtest_{k}": v for k, v in candidate.items() if champion_metrics},

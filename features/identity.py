@@ -76,7 +76,8 @@ def customer_id_for(id_type: str, id_value: str) -> str:
 
 
 def _graph(con: duckdb.DuckDBPyConnection, as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(nodes, links) as of `as_of`, in two scans of the event store.
+    """(nodes, links) as of `as_of`: one grouping per identifier column, and one copy of the events that
+    carry two or more identifiers (the only ones that link).
 
     nodes: id_type, id_value, first_seen, n_events, node (0… in age order), rank (type rank).
     links: every pair of identifiers carried by one event, once per pair: a_type, a_value, b_type,

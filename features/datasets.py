@@ -19,34 +19,9 @@ import pandas as pd
 
 from features.feature_lists import WINDOW_FEATURE, FeatureList
 from features.identity import register_resolved_events
-from features.profile_features import build_profiles
+from features.profile_features import build_profiles, first_purchases
 from features.repeat_purchases import BGNBD_FEATURES, bgnbd_features
-from features.schema import IDENTIFIER_FIELDS
 from features.store import LOCAL_OFFSET_HOURS
-
-
-def first_purchases(con: duckdb.DuckDBPyConnection, as_of: datetime, until: datetime) -> pd.Series:
-    """Each customer's first purchase in (as_of, until], by customer_id (customers as resolved at as_of).
-
-    Expects the `identity_map` of `as_of` to be registered (`register_resolved_events`, which
-    `build_profiles` calls). A purchase counts for a customer through any identifier it carries that was
-    known by as_of: a link made later must not decide who bought, and nothing after `until` is read.
-    """
-    matches = " UNION ALL ".join(
-        f"SELECT m.customer_id, e.ts FROM future e JOIN identity_map m "
-        f"ON m.id_type = '{f}' AND m.id_value = e.{f}"
-        for f in IDENTIFIER_FIELDS
-    )
-    firsts = con.execute(
-        f"""
-        WITH future AS (
-            SELECT ts, {", ".join(IDENTIFIER_FIELDS)} FROM events
-            WHERE type = 'purchase' AND ts > $as_of AND ts <= $until)
-        SELECT customer_id, min(ts) AS first_ts FROM ({matches}) GROUP BY customer_id
-        """,
-        {"as_of": as_of, "until": until},
-    ).df()
-    return firsts.set_index("customer_id")["first_ts"]
 
 
 def training_set(

@@ -16,7 +16,7 @@ per-category themes read the events themselves.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 import pandas as pd
@@ -176,28 +176,38 @@ def build_profiles(
     return frame.set_index("customer_id")
 
 
+def first_purchases(con: duckdb.DuckDBPyConnection, as_of: datetime, until: datetime) -> pd.Series:
+    """Each customer's first purchase in (as_of, until], by customer_id (customers as resolved at as_of).
+
+    Expects the `identity_map` of `as_of` to be registered (`register_resolved_events`, which
+    `build_profiles` calls). A purchase counts for a customer through any identifier it carries that was
+    known by as_of: a link made later must not decide who bought, and nothing after `until` is read.
+    """
+    matches = " UNION ALL ".join(
+        f"SELECT m.customer_id, e.ts FROM future e JOIN identity_map m "
+        f"ON m.id_type = '{f}' AND m.id_value = e.{f}"
+        for f in IDENTIFIER_FIELDS
+    )
+    firsts = con.execute(
+        f"""
+        WITH future AS (
+            SELECT ts, {", ".join(IDENTIFIER_FIELDS)} FROM events
+            WHERE type = 'purchase' AND ts > $as_of AND ts <= $until)
+        SELECT customer_id, min(ts) AS first_ts FROM ({matches}) GROUP BY customer_id
+        """,
+        {"as_of": as_of, "until": until},
+    ).df()
+    return firsts.set_index("customer_id")["first_ts"]
+
+
 def purchase_labels(
     con: duckdb.DuckDBPyConnection, as_of: datetime, horizon_days: int
 ) -> pd.Series:
     """1 for customers (as resolved at `as_of`) with a purchase in (as_of, as_of + horizon].
 
     The label window reads events after `as_of` but maps them through the identity links known at
-    `as_of`: a later link must not decide who bought.
+    `as_of`: a later link must not decide who bought (see `first_purchases`).
     """
     register_resolved_events(con, as_of)
-    # A purchase counts for a customer through any identifier it carries that was known by as_of.
-    matches = " UNION ".join(
-        f"SELECT m.customer_id FROM future e JOIN identity_map m "
-        f"ON m.id_type = '{f}' AND m.id_value = e.{f}"
-        for f in IDENTIFIER_FIELDS
-    )
-    labels = con.execute(
-        f"""
-        WITH future AS (
-            SELECT * FROM events WHERE type = 'purchase' AND ts > $as_of
-              AND ts <= $as_of + to_days(CAST($horizon AS INTEGER)))
-        SELECT DISTINCT customer_id, 1 AS label FROM ({matches})
-        """,
-        {"as_of": as_of, "horizon": horizon_days},
-    ).df()
-    return labels.set_index("customer_id")["label"]
+    buyers = first_purchases(con, as_of, as_of + timedelta(days=horizon_days)).index
+    return pd.Series(1, index=buyers, name="label", dtype="int32")

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from features.feature_lists import get_feature_list  # noqa: E402
+from features.profile.feature_lists import get_feature_list  # noqa: E402
 from training.cdnow import evaluate_cdnow, markdown_table  # noqa: E402
 
 

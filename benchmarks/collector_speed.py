@@ -1,9 +1,9 @@
 """Collector throughput end to end: HTTP `POST /events` in batches, into a fresh event store.
 
-Starts the collector (`features.collector`) with uvicorn in a subprocess on a free loopback port, with a
+Starts the collector (`features.ingest.collector`) with uvicorn in a subprocess on a free loopback port, with a
 temporary NHIP_HOME, and posts canonical events in batches from this process: synthetic webhook-like events
 (phones, VND amounts and local times written the ways sources write them), or `--events demo` for
-features.demo_data's. Request bodies
+synthetic.demo_shop's. Request bodies
 are encoded before the clock starts, so the figure is the collector's: HTTP, JSON parsing, normalisation,
 deduplication and one DuckDB transaction per batch, up to the client having every answer.
 
@@ -45,7 +45,7 @@ def free_port() -> int:
 
 def demo_events(n: int, seed: int) -> list[dict]:
     """At least n canonical events from the demo generator, as the JSON objects a client would send."""
-    from features.demo_data import generate
+    from synthetic.demo_shop import generate
 
     customers = 500
     while True:
@@ -144,8 +144,8 @@ def post_all(base: str, key: str, bodies: list[bytes], concurrency: int) -> tupl
 def scaling(events: list[dict], sizes: list[int]) -> None:
     """In-process cost of one collector batch (RawRows + `store_rows` + commit) by batch size, no HTTP:
     separates the per-call overhead of the import step from its per-event cost."""
-    from features.collector import _rows
-    from features.ingest import store_rows
+    from features.ingest.collector import _rows
+    from features.ingest.importer import store_rows
     from features.store import connect
 
     with tempfile.TemporaryDirectory(prefix="nhip-collector-scaling-") as home:
@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="requests in flight")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--events", choices=("synthetic", "demo"), default="synthetic",
-                        help="synthetic webhook-like events (default) or features.demo_data's")
+                        help="synthetic webhook-like events (default) or synthetic.demo_shop's")
     parser.add_argument("--scaling", action="store_true",
                         help="instead: in-process store_rows time per batch for several batch sizes")
     args = parser.parse_args()
@@ -190,7 +190,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="nhip-collector-bench-") as home:
         env = {**os.environ, "NHIP_HOME": home, "NHIP_COLLECTOR_API_KEY": key}
-        command = [sys.executable, "-m", "uvicorn", "--factory", "features.collector:create_app",
+        command = [sys.executable, "-m", "uvicorn", "--factory", "features.ingest.collector:create_app",
                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
         server = subprocess.Popen(command, env=env, cwd=ROOT)
         try:

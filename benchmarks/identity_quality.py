@@ -2,7 +2,7 @@
 
     python benchmarks/identity_quality.py --customers 2000 --days 240 --seed 7
 
-Generates the demo data (features.demo_data, hard cases included: a shop hotline typed into POS orders,
+Generates the demo data (synthetic.demo_shop, hard cases included: a shop hotline typed into POS orders,
 a junk email at sign-up, phone typos, a POS lookup that picked another customer, second SIMs, old
 11-digit numbers), imports it into a temporary store, resolves identities as of the last event and
 compares with identities.csv:
@@ -34,12 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from features.demo_data import NOBODY, SHARED, generate, write  # noqa: E402
-from features.emails import normalize_emails  # noqa: E402
-from features.identity import DEVICE_TYPES, resolve_graph, set_aside_report  # noqa: E402
-from features.ingest import ingest_file  # noqa: E402
-from features.phones import normalize_phones  # noqa: E402
+from features.identity.graph import DEVICE_TYPES, resolve_graph  # noqa: E402
+from features.identity.reports import set_aside_report  # noqa: E402
+from features.ingest.importer import ingest_file  # noqa: E402
+from features.ingest.parsers.emails import normalize_emails  # noqa: E402
+from features.ingest.parsers.phones import normalize_phones  # noqa: E402
 from features.store import open_store  # noqa: E402
+from synthetic.demo_shop import NOBODY, SHARED, generate, write  # noqa: E402
 
 NO_GUARD = 10**9
 

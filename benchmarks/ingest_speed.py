@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/ingest_speed.py [--customers 5000] [--days 240] [--seed 7] [--repeat 3]
     .venv/bin/python benchmarks/ingest_speed.py --path events.jsonl [--repeat 3]
 
-Without `--path`, generates the demo shop (features.demo_data) of the given size into a temporary folder
+Without `--path`, generates the demo shop (synthetic.demo_shop) of the given size into a temporary folder
 first (not timed); 5000 customers × 240 days is about a million events. Each repetition times two
 imports into a new store in a temporary folder:
 
@@ -31,11 +31,11 @@ if str(ROOT) not in sys.path:
 
 from machine_info import machine  # noqa: E402  (a sibling script module)
 
-from features.ingest import ingest_file  # noqa: E402
+from features.ingest.importer import ingest_file  # noqa: E402
 
 
 def demo_file(customers: int, days: int, seed: int, folder: Path) -> Path:
-    from features.demo_data import generate, write
+    from synthetic.demo_shop import generate, write
 
     started = time.perf_counter()
     path = write(generate(customers=customers, days=days, seed=seed), folder)["events"]

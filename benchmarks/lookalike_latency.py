@@ -27,15 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from features.recommend import lookalike
-from features.vectors import (
-    ITEMS,
-    PROFILES,
-    Collection,
-    QdrantStore,
-    SnapshotStore,
-    profile_matrix,
-)
+from features.vectors.layout import ITEMS, PROFILES, Collection, profile_matrix
+from features.vectors.lookalike import lookalike
+from features.vectors.qdrant import QdrantStore
+from features.vectors.snapshot import SnapshotStore
 
 N_ITEMS, CONTENT_DIMS, BEHAVIOUR_DIMS = 60, 384, 8
 

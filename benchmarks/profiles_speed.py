@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/profiles_speed.py --store /tmp/nhip-prof/store.duckdb \
         [--chunks 11] [--customers 5000] [--days 240] [--threads 2] [--memory-limit 2.5GB]
 
-The store is the demo shop (features.demo_data) generated in `--chunks` independent parts of
+The store is the demo shop (synthetic.demo_shop) generated in `--chunks` independent parts of
 `--customers` people each (seeds 7, 8, …), so a 10M-event store never needs 10M events in memory at once;
 each part is imported with `ingest_file`. Parts already imported into `--store` are skipped, so reruns go
 straight to the measurements. 11 parts × 5000 customers × 240 days ≈ 10.6M events.
@@ -11,7 +11,7 @@ straight to the measurements. 11 parts × 5000 customers × 240 days ≈ 10.6M e
 Measurements (each in a fresh subprocess, so peak RSS (`VmHWM`) is that step's alone, Python and
 DuckDB included; DuckDB threads and memory_limit set as given):
 
-- `identity`: `features.identity.resolve_graph` as of the last event;
+- `identity`: `features.identity.graph.resolve_graph` as of the last event;
 - `profiles`: `build_profiles(con, as_of, identity, set_aside)` with identity already resolved — the wide
   profile (every theme) from the store into a pandas DataFrame;
 - `profiles+identity`: `build_profiles(con, as_of)` resolving identity itself (what a cold build costs);
@@ -50,9 +50,9 @@ def _make_part_distinct(events, part: int) -> None:
 
 
 def build_store(store: Path, chunks: int, customers: int, days: int, seed: int) -> None:
-    from features.demo_data import generate, write
-    from features.ingest import ingest_file
+    from features.ingest.importer import ingest_file
     from features.store import open_store
+    from synthetic.demo_shop import generate, write
 
     done: set[str] = set()
     if store.exists():
@@ -86,11 +86,11 @@ def pandas_profiles(events, as_of):
     import numpy as np
     import pandas as pd
 
-    from features.affinities import INTERACTIONS, TOP_CATEGORIES
-    from features.engagement import ENGAGEMENT_DAYS, RATE_NAMES, REACTIONS
-    from features.fatigue import FATIGUE_WINDOWS
-    from features.profile_features import _GRANT, _REVOKE, CONSENT_CHANNELS
-    from features.rfm import RFM_CHANNELS
+    from features.profile.affinities import INTERACTIONS, TOP_CATEGORIES
+    from features.profile.engagement import ENGAGEMENT_DAYS, RATE_NAMES, REACTIONS
+    from features.profile.fatigue import FATIGUE_WINDOWS
+    from features.profile.rfm import RFM_CHANNELS
+    from features.profile.wide import _GRANT, _REVOKE, CONSENT_CHANNELS
     from features.schema import MESSAGE_CHANNELS
 
     warnings.simplefilter("ignore", pd.errors.PerformanceWarning)  # columns added one by one, on purpose
@@ -256,8 +256,9 @@ def open_for_bench(store: Path, threads: int, memory_limit: str, temp: Path):
 def measure(args) -> dict:
     import pandas as pd
 
-    from features.identity import register_resolved_events, resolve_graph
-    from features.profile_features import _PROFILE_EVENT_COLUMNS, build_profiles
+    from features.identity.events import register_resolved_events
+    from features.identity.graph import resolve_graph
+    from features.profile.wide import _PROFILE_EVENT_COLUMNS, build_profiles
 
     as_of = pd.Timestamp(args.as_of).to_pydatetime()
     con = open_for_bench(args.store, args.threads, args.memory_limit, args.work)

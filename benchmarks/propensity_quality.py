@@ -37,14 +37,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.identity_quality import normalised_truth  # noqa: E402
-from features.asof import parse_as_of  # noqa: E402
-from features.demo_data import generate, write  # noqa: E402
-from features.feature_lists import get_feature_list  # noqa: E402
-from features.identity import register_resolved_events  # noqa: E402
-from features.ingest import ingest_file  # noqa: E402
+from features.identity.events import register_resolved_events  # noqa: E402
+from features.ingest.importer import ingest_file  # noqa: E402
+from features.profile.feature_lists import get_feature_list  # noqa: E402
 from features.store import open_store  # noqa: E402
+from nhip.clock import parse_as_of  # noqa: E402
+from synthetic.demo_shop import generate, write  # noqa: E402
 from training.cdnow import comparison_table, markdown_table  # noqa: E402
-from training.evaluate import classification_metrics, expected_calibration_error, ranking_metrics  # noqa: E402
+from training.evaluate import (  # noqa: E402
+    classification_metrics,
+    expected_calibration_error,
+    ranking_metrics,
+)
 from training.propensity import fit_propensity  # noqa: E402
 
 SCENARIOS = {"full windows": ("2026-07-30", 30), "short history": ("2026-06-01", 90)}

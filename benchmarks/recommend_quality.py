@@ -35,11 +35,12 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.identity_quality import normalised_truth
 from features.build import build_features
-from features.demo_data import generate, write
-from features.ingest import ingest_file
-from features.recommend import lookalike
+from features.ingest.importer import ingest_file
 from features.store import open_store
-from features.vectors import ITEMS, PROFILES, open_vector_store, split_profile
+from features.vectors.layout import ITEMS, PROFILES, split_profile
+from features.vectors.lookalike import lookalike
+from features.vectors.stores import open_vector_store
+from synthetic.demo_shop import generate, write
 
 
 def customer_persons(con, identities: pd.DataFrame) -> pd.Series:

@@ -6,7 +6,7 @@ Generates the demo data, ingests it into a temporary workspace and fits the send
 up to the last event (`training.send_time.fit_send_time`, which also reports the holdout AUC and log-loss
 of the last 30 days against version 1 and the shop curve). Then, for every customer × channel that was sent
 to, each policy picks one send hour on the next day, outside quiet hours, and the generator's own formula
-(`features.demo_data._campaigns`) gives the true probability that a message sent then is opened:
+(`synthetic.demo_shop._campaigns`) gives the true probability that a message sent then is opened:
 
     P(open | sent at h) = open_base × channel_factor × exp(−d² / 8) + 0.03,
 
@@ -46,16 +46,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.identity_quality import normalised_truth
-from features.asof import to_local
-from features.demo_data import SEND_CHANNELS, DemoData, generate, write
-from features.identity import register_resolved_events
-from features.ingest import ingest_file
+from features.identity.events import register_resolved_events
+from features.ingest.importer import ingest_file
 from features.store import open_store
 from models.send_time import SendTimeModelV1, allowed_slots
+from nhip.clock import to_local
 from serving.scoring import parse_clock
+from synthetic.demo_shop import SEND_CHANNELS, DemoData, generate, write
 from training.send_time import SendTimeResult, fit_send_time
 
-# From features.demo_data._campaigns: open probability falls off around the reading hour + 0.5.
+# From synthetic.demo_shop._campaigns: open probability falls off around the reading hour + 0.5.
 CHANNEL_FACTOR = dict(zip(SEND_CHANNELS, (1.0, 0.8, 0.6)))
 RESPONSE_WIDTH = 2.0
 OPEN_FLOOR = 0.03

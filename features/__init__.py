@@ -13,9 +13,9 @@ import pandas as pd
 
 def profiles(as_of: str | date | datetime, settings=None) -> pd.DataFrame:
     """Customer profiles as they were at `as_of`, indexed by customer_id (a bare date = 00:00 VN time)."""
-    from features.asof import parse_as_of
-    from features.profile_features import build_profiles
+    from features.profile.wide import build_profiles
     from features.store import open_store
+    from nhip.clock import parse_as_of
     from nhip.settings import get_settings
 
     settings = settings or get_settings()
@@ -28,10 +28,10 @@ def training_set(
     settings=None,
 ) -> pd.DataFrame:
     """Features at each as-of date with the purchase label of the `horizon_days` after it."""
-    from features.asof import parse_as_of
-    from features.datasets import training_set as build
-    from features.feature_lists import get_feature_list
+    from features.profile.feature_lists import get_feature_list
+    from features.profile.training_sets import training_set as build
     from features.store import open_store
+    from nhip.clock import parse_as_of
     from nhip.settings import get_settings
 
     settings = settings or get_settings()
@@ -49,12 +49,12 @@ def lookalike(
     "email", "zalo_user_id", … or "customer_id" to say which). Seeds are excluded; with `channel`
     (e.g. "zalo_oa") only customers consenting to it are returned. Similarity is
     w_b·cos(behaviour) + w_c·cos(content) against the seeds' mean vectors, between -1 and 1.
-    Returns `features.recommend.Lookalike`: `.customers` (customer_id, similarity), `.seeds`,
+    Returns `features.vectors.lookalike.Lookalike`: `.customers` (customer_id, similarity), `.seeds`,
     `.unknown_seeds` (seeds matching no customer with a vector, as given).
     """
-    from features import recommend
     from features.store import open_store
-    from features.vectors import open_vector_store
+    from features.vectors import lookalike as recommend
+    from features.vectors.stores import open_vector_store
     from nhip.settings import get_settings
 
     settings = settings or get_settings()
@@ -76,12 +76,12 @@ def next_products(
     Items nearest the customer's content vector, leaving out what they bought in the `exclude_days`
     before the build's as-of (0 keeps everything); a customer who touched no product gets the most
     bought items in the categories of their events, then the most bought overall. Returns
-    `features.recommend.NextProducts`: `.items` (product_id, product_name, category, score),
+    `features.vectors.next_products.NextProducts`: `.items` (product_id, product_name, category, score),
     `.source` ("vector" | "popular_in_categories" | "popular") and `.excluded`.
     """
-    from features import recommend
     from features.store import open_store
-    from features.vectors import open_vector_store
+    from features.vectors import next_products as recommend
+    from features.vectors.stores import open_vector_store
     from nhip.settings import get_settings
 
     settings = settings or get_settings()

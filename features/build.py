@@ -10,13 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from features.identity import (
-    customer_attributes,
-    resolve_graph,
-    stored_identity_map,
-    write_identity_tables,
-)
-from features.profile_features import build_profiles
+from features.identity.changes import stored_identity_map, write_identity_tables
+from features.identity.graph import resolve_graph
+from features.identity.reports import customer_attributes
+from features.profile.wide import build_profiles
 from features.store import open_store
 
 
@@ -51,16 +48,16 @@ def build_features(
         con.execute("COMMIT")
         items_count = vectors = 0
         if with_vectors and len(profiles):
-            from features.embeddings import embed_texts
-            from features.vectors import (
+            from features.vectors.embeddings import embed_texts
+            from features.vectors.profile_vectors import (
                 behaviour_vectors,
                 content_vectors,
-                open_qdrant,
                 product_interactions,
                 products_seen,
-                snapshot_root,
                 write_collections,
             )
+            from features.vectors.qdrant import open_qdrant
+            from features.vectors.snapshot import snapshot_root
 
             step("embedding products")
             items = products_seen(con, as_of)

@@ -24,12 +24,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from features.emails import normalize_email
-from features.identity import resolve
-from features.phones import normalize_phone
+from features.identity.graph import resolve
+from features.ingest.parsers.emails import normalize_email
+from features.ingest.parsers.phones import normalize_phone
 from features.schema import IDENTIFIER_FIELDS
 from features.store import connect
-from features.vectors import erase_customers
+from features.vectors.stores import erase_customers
 
 # Derived tables that may hold a customer's rows; all can be rebuilt from `events`.
 DERIVED_TABLES = {"profiles", "identity_map", "identity_merges", "identity_set_aside",

@@ -1,6 +1,6 @@
 """The DuckDB event store: one file holding immutable events, quarantined rows and derived tables.
 
-Events are append-only and keyed by `event_key` (see `features.ingest.event_keys`), so importing the same
+Events are append-only and keyed by `event_key` (see `features.ingest.keys.event_keys`), so importing the same
 data twice stores it once. Timestamps are stored as naive UTC `TIMESTAMP`s; local hours are derived with
 Vietnam's fixed +07:00 offset (no daylight saving), which keeps DuckDB free of time-zone extensions.
 Derived tables (identity map, profiles) can always be rebuilt from `events`.

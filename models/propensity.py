@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from features.feature_lists import WINDOW_FEATURE
+from features.profile.feature_lists import WINDOW_FEATURE
 
 UNSCORED = "unscored"
 BUCKETS = (("High", 0.75), ("Medium", 0.50), ("Low", 0.0))

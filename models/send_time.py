@@ -12,8 +12,8 @@ The reading-hour profile of a customer on a channel is pooled level by level, ea
 next (Dirichlet–multinomial smoothing with pseudo-counts):
 
 1. `customer` – the hours at which they opened or clicked this channel's messages (machine opens excluded
-   upstream, see `features.activity.message_responses`);
-2. `activity` – what they did on all other channels (`features.activity.activity_by_hour`);
+   upstream, see `features.profile.activity.message_responses`);
+2. `activity` – what they did on all other channels (`features.profile.activity.activity_by_hour`);
 3. `segment` – customers whose activity peaks in the same part of the day (morning, midday, …): how those
    customers read this channel;
 4. `shop` – how all customers read this channel.
@@ -112,8 +112,8 @@ class SendTimeInputs:
 
     `sends`: one row per message sent – customer_id, channel, how (local hour of week 0–167 of the send),
     opened (0/1) and, optionally, open_how (local hour of week of the first open or click, a float; NaN
-    when unopened) – as returned by `features.activity.message_responses`.
-    `activity`: `features.activity.activity_by_hour` rows (customer_id, channel, counts of 168). When None,
+    when unopened) – as returned by `features.profile.activity.message_responses`.
+    `activity`: `features.profile.activity.activity_by_hour` rows (customer_id, channel, counts of 168). When None,
     the opens in `sends` are the only activity known.
     """
 

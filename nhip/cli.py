@@ -14,7 +14,13 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 app = typer.Typer(help="Nhịp: multichannel events → customer profiles → propensity and send-time scores.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -46,7 +52,7 @@ def _settings():
 
 
 def _as_of(value: str) -> datetime:
-    from features.asof import parse_as_of
+    from nhip.clock import parse_as_of
 
     try:
         return parse_as_of(value)
@@ -63,7 +69,7 @@ def _progress() -> Progress:
 def _run(fn):
     """Run a command body, turning known, user-fixable failures into one-line errors."""
     from features.erasure import ErasureError
-    from features.ingest import IngestError
+    from features.ingest.readers import IngestError
     from features.store import StoreMissingError
     from serving.champions import NoChampionError
     from training.errors import NotEnoughDataError
@@ -91,7 +97,7 @@ def demo_data(
 ):
     """Write a realistic synthetic multichannel dataset with its ground truth."""
     def body():
-        from features import demo_data as gen
+        from synthetic import demo_shop as gen
 
         if customers < 1 or days < 1:
             raise UserError("--customers and --days must be positive")
@@ -113,13 +119,13 @@ def ingest(
 ):
     """Import event files; every row is accepted, a duplicate or quarantined with a reason."""
     def body():
-        from features.ingest import ingest_file
+        from features.ingest.importer import ingest_file
 
         settings = _settings()
         if mapping is not None:
             from functools import partial
 
-            from features.mapping import ingest_mapped, load_mapping
+            from features.ingest.mapping import ingest_mapped, load_mapping
 
             read = partial(ingest_mapped, mapping=load_mapping(mapping))
         else:
@@ -217,7 +223,7 @@ def train_send_time(
 
 
 def _identifier_columns(identity, index):
-    from features.identity import identifiers_wide
+    from features.identity.reports import identifiers_wide
 
     return identifiers_wide(identity).reindex(index)
 
@@ -230,8 +236,8 @@ def score_propensity(
 ):
     """Score every customer known at as_of with the champion propensity model."""
     def body():
-        from features.identity import resolve
-        from features.profile_features import build_profiles
+        from features.identity.graph import resolve
+        from features.profile.wide import build_profiles
         from features.store import open_store
         from models.names import PROPENSITY_MODEL
         from models.propensity import score_profiles
@@ -503,7 +509,7 @@ def collect(
     def body():
         import uvicorn
 
-        from features.collector import CollectorConfigError, create_app
+        from features.ingest.collector import CollectorConfigError, create_app
         from features.store import connect
 
         settings = _settings()
@@ -532,8 +538,13 @@ def evaluate_cdnow_command(
 ):
     """CDNOW, split as Fader, Hardie & Lee (2005): our model vs BG/NBD vs the recency rule."""
     def body():
-        from features.feature_lists import get_feature_list
-        from training.cdnow import CALIBRATION_LAST_DAY, HORIZON_DAYS, evaluate_cdnow, markdown_table
+        from features.profile.feature_lists import get_feature_list
+        from training.cdnow import (
+            CALIBRATION_LAST_DAY,
+            HORIZON_DAYS,
+            evaluate_cdnow,
+            markdown_table,
+        )
 
         if sample is not None and sample < 1:
             raise UserError("--sample must be positive")
@@ -568,7 +579,7 @@ _AS_OF_LATEST = "resolve as of this date (00:00 Vietnam time) or ISO time; defau
 
 
 def _identity_resolution(con, as_of: Optional[str]):
-    from features.identity import resolve_graph
+    from features.identity.graph import resolve_graph
 
     when = _as_of(as_of) if as_of else con.execute("SELECT max(ts) FROM events").fetchone()[0]
     if when is None:
@@ -590,7 +601,11 @@ def identity_explain(
 ):
     """Why records are one customer: its identifiers and the events that link them (no names shown)."""
     def body():
-        from features.identity import explain, find_identifier, format_explanation
+        from features.identity.explain import (
+            explain,
+            find_identifier,
+            format_explanation,
+        )
         from features.schema import IDENTIFIER_FIELDS
         from features.store import open_store
 
@@ -613,7 +628,7 @@ def identity_export(
 ):
     """Write customer_id,id_type,id_value,first_seen: one row per identifier, values normalised."""
     def body():
-        from features.identity import export_identities
+        from features.identity.reports import export_identities
         from features.store import open_store
 
         with open_store(_settings().store_path, read_only=True) as con:
@@ -633,7 +648,7 @@ def identity_suspects(
 ):
     """Identifiers set aside by the over-merge guard (a hotline, a test email), and why."""
     def body():
-        from features.identity import set_aside_report
+        from features.identity.reports import set_aside_report
         from features.store import open_store
 
         with open_store(_settings().store_path, read_only=True) as con:

@@ -11,8 +11,8 @@ from datetime import datetime, time
 import numpy as np
 import pandas as pd
 
-from features.asof import LOCAL_TZ, to_local
 from models.propensity import score_profiles
+from nhip.clock import LOCAL_TZ, to_local
 
 
 def parse_clock(text: str) -> time:

@@ -12,7 +12,7 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from nhip.settings import get_settings
-from serving.recommendations import Recommender, StoreBusy
+from serving.recommender import Recommender, StoreBusy
 from serving.scoring import load_scorer
 
 
@@ -111,7 +111,7 @@ class Nhip:
         """
         import pandas as pd
 
-        from features.asof import LOCAL_TZ
+        from nhip.clock import LOCAL_TZ
 
         start = pd.Timestamp(window_start) if window_start else pd.Timestamp.now(tz=LOCAL_TZ)
         end = pd.Timestamp(window_end) if window_end else start + pd.Timedelta(hours=24)

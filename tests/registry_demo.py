@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.asof import parse_as_of
+from nhip.clock import parse_as_of
 from nhip.settings import Settings
 
 CUT = "2026-08-16"  # events before this day are imported before training; the rest arrives later
@@ -40,7 +40,7 @@ class TrainedDemo:
 
 def _split_events(events: Path, early: Path, late: Path) -> None:
     """Split an export at `CUT` the way two consecutive exports of a shop would be."""
-    from features.timestamps import parse_timestamps
+    from features.ingest.parsers.timestamps import parse_timestamps
 
     lines = events.read_text(encoding="utf-8").splitlines(keepends=True)
     ts = pd.Series([json.loads(line).get("ts") for line in lines], dtype=object)
@@ -51,8 +51,8 @@ def _split_events(events: Path, early: Path, late: Path) -> None:
 
 
 def _build(root: Path) -> TrainedDemo:
-    from features import demo_data
-    from features.ingest import ingest_file
+    from features.ingest.importer import ingest_file
+    from synthetic import demo_shop as demo_data
     from training.runner import train_propensity, train_send_time
 
     data = root / "data"

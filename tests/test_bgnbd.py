@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from features.asof import parse_as_of
-from features.ingest import ingest_file
-from features.repeat_purchases import bgnbd_features, purchase_summary
+from features.ingest.importer import ingest_file
+from features.profile.repeat_purchases import bgnbd_features, purchase_summary
 from features.store import open_store
 from models.bgnbd import BGNBD, log_likelihood, simulate
+from nhip.clock import parse_as_of
 from tests.conftest import write_jsonl
 
 PARAMS = (0.243, 4.414, 0.793, 2.426)  # Fader, Hardie & Lee (2005), CDNOW sample, weeks

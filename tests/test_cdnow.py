@@ -89,7 +89,7 @@ def test_the_whole_file_is_imported(installed, tmp_path):
     assert (n, people) == (expected_lines, 23_570)
     assert total == pytest.approx(dollars, abs=0.01)
     # Importing the same file again into the same store would store nothing new (idempotent ids).
-    from features.ingest import ingest_file
+    from features.ingest.importer import ingest_file
 
     events = result.store_path.parent / "cdnow_events.jsonl"
     again = ingest_file(events, result.store_path, source=cdnow.SOURCE)

@@ -30,7 +30,7 @@ def test_a_store_locked_by_another_process_is_explained(workspace, tmp_path):
     import subprocess
     import sys
 
-    from features.ingest import ingest_file
+    from features.ingest.importer import ingest_file
     from tests.conftest import TINY_EVENTS, write_jsonl
 
     ingest_file(write_jsonl(tmp_path / "e.jsonl", TINY_EVENTS), workspace.store_path)
@@ -51,7 +51,7 @@ def test_quarantine_list_and_export(workspace, tmp_path):
     import csv
     import json
 
-    from features.ingest import ingest_file
+    from features.ingest.importer import ingest_file
     from tests.conftest import TINY_EVENTS, write_jsonl
 
     path = write_jsonl(tmp_path / "e.jsonl", TINY_EVENTS)
@@ -141,7 +141,7 @@ def test_retrain_refuses_when_the_label_rate_is_out_of_range(trained_demo, monke
 def test_retrain_refuses_on_an_empty_store(workspace, tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"ts": "không rõ", "channel": "web", "type": "page_view", "anonymous_id": "a"}\n')
-    from features.ingest import ingest_file
+    from features.ingest.importer import ingest_file
 
     ingest_file(path, workspace.store_path)
     result = CliRunner().invoke(app, ["retrain", "--no-vectors"])
@@ -151,7 +151,7 @@ def test_retrain_refuses_on_an_empty_store(workspace, tmp_path):
 
 @pytest.mark.slow
 def test_retrain_trains_both_models_and_prints_a_verdict_each(trained_demo, tmp_path, monkeypatch):
-    from features.ingest import ingest_file
+    from features.ingest.importer import ingest_file
     from nhip.settings import Settings
 
     home = clone_home(trained_demo.home, tmp_path / "home")

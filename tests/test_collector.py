@@ -1,14 +1,16 @@
-"""The HTTP collector (features.collector): auth, per-event answers, idempotent retries, accounting."""
+"""The HTTP collector (features.ingest.collector): auth, per-event answers, idempotent retries, accounting."""
 
 import json
 
 import duckdb
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from features.collector import CollectorConfigError, create_app
+from features.ingest.collector import CollectorConfigError, create_app
 from nhip.cli import app as cli
 from tests.conftest import TINY_EVENTS
 

@@ -11,12 +11,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.demo_data import (
-    DEFAULT_END, JUNK_EMAILS, NOBODY, SHARED, SHOP_HOTLINES, DemoData, generate, write,
+from features.ingest.parsers.emails import normalize_email
+from features.ingest.parsers.phones import normalize_phone
+from features.schema import (
+    CANONICAL_FIELDS,
+    IDENTIFIER_FIELDS,
+    KNOWN_CHANNELS,
+    KNOWN_TYPES,
 )
-from features.emails import normalize_email
-from features.phones import normalize_phone
-from features.schema import CANONICAL_FIELDS, IDENTIFIER_FIELDS, KNOWN_CHANNELS, KNOWN_TYPES
+from synthetic.demo_shop import (
+    DEFAULT_END,
+    JUNK_EMAILS,
+    NOBODY,
+    SHARED,
+    SHOP_HOTLINES,
+    DemoData,
+    generate,
+    write,
+)
 
 PHONE_SHAPES = {
     "0912345678": r"0\d{9}",

@@ -8,10 +8,10 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from features.asof import parse_as_of
 from features.build import build_features
-from features.ingest import ingest_file
+from features.ingest.importer import ingest_file
 from nhip.cli import app
+from nhip.clock import parse_as_of
 from tests.conftest import TINY_EVENTS, write_jsonl
 
 # Lan's identifiers as they appear in the tiny fixture, and the forms they are stored in.
@@ -42,7 +42,7 @@ def _duckdb_text(settings) -> str:
 
 
 def _qdrant_customers(settings) -> set[str]:
-    from features.vectors import collection_behind, open_qdrant
+    from features.vectors.qdrant import collection_behind, open_qdrant
 
     client = open_qdrant(settings)
     try:

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.activity import HOURS_OF_WEEK, activity_by_hour
-from features.affinities import category_affinity, product_affinity
-from features.asof import parse_as_of
-from features.feature_lists import PROFILE_V2, PROPENSITY_V1, PROPENSITY_V2
-from features.ingest import ingest_file
-from features.profile_features import build_profiles
+from features.ingest.importer import ingest_file
+from features.profile.activity import HOURS_OF_WEEK, activity_by_hour
+from features.profile.affinities import category_affinity, product_affinity
+from features.profile.feature_lists import PROFILE_V2, PROPENSITY_V1, PROPENSITY_V2
+from features.profile.wide import build_profiles
 from features.store import open_store
+from nhip.clock import parse_as_of
 from tests.conftest import write_jsonl
 
 AS_OF = parse_as_of("2026-03-10")

@@ -13,15 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from features.asof import parse_as_of
 from features.build import build_features
-from features.identity import (
-    customer_attributes, customer_id_for, explain, format_explanation, identity_changes,
-    register_resolved_events, resolve, resolve_graph, set_aside_report,
-)
-from features.ingest import ingest_file
+from features.identity.changes import identity_changes
+from features.identity.events import register_resolved_events
+from features.identity.explain import explain, format_explanation
+from features.identity.graph import customer_id_for, resolve, resolve_graph
+from features.identity.reports import customer_attributes, set_aside_report
+from features.ingest.importer import ingest_file
 from features.store import open_store
 from nhip.cli import app
+from nhip.clock import parse_as_of
 from tests.conftest import TINY_EVENTS, write_jsonl
 
 HOTLINE = "(028) 3930 6868"

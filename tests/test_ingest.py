@@ -2,7 +2,7 @@ import json
 
 import duckdb
 
-from features.ingest import ingest_file
+from features.ingest.importer import ingest_file
 from tests.conftest import TINY_EVENTS, write_jsonl
 
 

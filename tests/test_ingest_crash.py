@@ -21,9 +21,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from features import demo_data
-from features.ingest import ingest_file
+from features.ingest.importer import ingest_file
 from features.store import EVENT_COLUMNS
+from synthetic import demo_shop as demo_data
 from tests.conftest import TINY_EVENTS, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 # Everything but the time of the import, which differs between any two imports by definition.
 COMPARED = [c for c in EVENT_COLUMNS if c != "ingested_at"]
-CHILD = "import sys; from pathlib import Path; from features.ingest import ingest_file; " \
+CHILD = "import sys; from pathlib import Path; from features.ingest.importer import ingest_file; " \
         "ingest_file(Path(sys.argv[1]), Path(sys.argv[2]), source='demo')"
 
 

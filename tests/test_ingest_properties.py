@@ -20,8 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import features.ingest as ingest
-from features.ingest import ACCEPTED, DUPLICATE, QUARANTINED, RawRows, ingest_file, read_jsonl, store_rows
+from features.ingest import importer, normalise, readers
+from features.ingest.importer import (
+    ACCEPTED,
+    DUPLICATE,
+    QUARANTINED,
+    ingest_file,
+    store_rows,
+)
+from features.ingest.readers import read_jsonl
+from features.ingest.rows import RawRows
 from features.schema import CANONICAL_FIELDS
 from features.store import connect
 
@@ -172,9 +180,9 @@ def test_duckdb_and_python_json_routes_agree(tmp_path, data, monkeypatch):
     path.write_bytes(data)
     fast, slow = _fresh(tmp_path, "fast"), _fresh(tmp_path, "slow")
     ingest_file(path, fast, source="s")
-    duckdb_route = ingest._parse_plain_lines
+    duckdb_route = readers._parse_plain_lines
     with monkeypatch.context() as patch:
-        patch.setattr(ingest, "_parse_plain_lines", lambda lines: duckdb_route(lines[:0]))
+        patch.setattr(readers, "_parse_plain_lines", lambda lines: duckdb_route(lines[:0]))
         ingest_file(path, slow, source="s")
     assert _tables(fast) == _tables(slow)
 
@@ -255,7 +263,7 @@ def test_huge_fields_are_quarantined_with_the_field_name(tmp_path):
     report = _import_and_check(path, tmp_path / "s.duckdb")
     assert report.accepted == 1
     assert dict(report.reasons) == {"field too long: name": 1, "field too long: properties": 1}
-    assert all(len(raw) < ingest.MAX_RAW_CHARS + 100 for _, raw, _ in _quarantine(tmp_path / "s.duckdb"))
+    assert all(len(raw) < importer.MAX_RAW_CHARS + 100 for _, raw, _ in _quarantine(tmp_path / "s.duckdb"))
 
 
 def test_a_huge_csv_cell_costs_only_its_row(tmp_path):
@@ -321,13 +329,13 @@ def test_parquet_typed_columns_are_read_as_values(tmp_path):
 def test_an_unreadable_parquet_file_is_an_error_and_stores_nothing(tmp_path):
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 not really")
-    with pytest.raises(ingest.IngestError):
+    with pytest.raises(readers.IngestError):
         ingest_file(path, tmp_path / "s.duckdb")
     assert _counts(tmp_path / "s.duckdb") == (0, 0)
 
 
 def test_python_whitespace_is_what_str_strip_removes():
-    assert set(ingest._PY_WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    assert set(normalise._PY_WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
 
 
 def test_read_jsonl_sends_only_plain_lines_to_duckdb(tmp_path):

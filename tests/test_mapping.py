@@ -1,4 +1,4 @@
-"""Importing exports with their own column names through a mapping file (features.mapping)."""
+"""Importing exports with their own column names through a mapping file (features.ingest.mapping)."""
 
 import json
 import unicodedata
@@ -8,8 +8,14 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from features.ingest import IngestError
-from features.mapping import MappingError, ingest_mapped, load_mapping, parse_mapping, read_mapped
+from features.ingest.mapping import (
+    MappingError,
+    ingest_mapped,
+    load_mapping,
+    parse_mapping,
+    read_mapped,
+)
+from features.ingest.readers import IngestError
 from nhip.cli import app
 
 MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"

@@ -12,11 +12,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.amounts import parse_amount, parse_amounts
-from features.emails import normalize_email, normalize_emails
-from features.names import name_key, name_keys, normalize_name, normalize_names
-from features.phones import OLD_MOBILE_PREFIXES, normalize_phone, normalize_phones, phone_problem
-from features.timestamps import parse_timestamp, parse_timestamps
+from features.ingest.parsers.amounts import parse_amount, parse_amounts
+from features.ingest.parsers.emails import normalize_email, normalize_emails
+from features.ingest.parsers.names import (
+    name_key,
+    name_keys,
+    normalize_name,
+    normalize_names,
+)
+from features.ingest.parsers.phones import (
+    OLD_MOBILE_PREFIXES,
+    normalize_phone,
+    normalize_phones,
+    phone_problem,
+)
+from features.ingest.parsers.timestamps import parse_timestamp, parse_timestamps
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 

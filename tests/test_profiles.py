@@ -2,11 +2,12 @@
 import pandas as pd
 import pytest
 
-from features.asof import parse_as_of
-from features.identity import resolve
-from features.ingest import ingest_file
-from features.profile_features import build_profiles, purchase_labels
+from features.identity.graph import resolve
+from features.ingest.importer import ingest_file
+from features.profile.labels import purchase_labels
+from features.profile.wide import build_profiles
 from features.store import open_store
+from nhip.clock import parse_as_of
 from tests.conftest import TINY_EVENTS, write_jsonl
 
 

@@ -10,16 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.asof import parse_as_of
-from features.datasets import training_set
-from features.demo_data import generate, write
-from features.feature_lists import PROPENSITY_V1, PROPENSITY_V3, WINDOW_FEATURE
-from features.ingest import ingest_file
-from features.profile_features import build_profiles, purchase_labels
+from features.ingest.importer import ingest_file
+from features.profile.feature_lists import PROPENSITY_V1, PROPENSITY_V3, WINDOW_FEATURE
+from features.profile.labels import purchase_labels
+from features.profile.training_sets import training_set
+from features.profile.wide import build_profiles
 from features.store import open_store
+from nhip.clock import parse_as_of
+from synthetic.demo_shop import generate, write
+from tests.conftest import write_jsonl
 from training.errors import NotEnoughDataError
 from training.propensity import build_rows, fit_propensity, plan_snapshots
-from tests.conftest import write_jsonl
 
 # The generated shop's events run from 2026-05-24 to 2026-08-31 (100 days).
 SHORT_AS_OF, SHORT_H = parse_as_of("2026-08-01"), 30  # 69 days of history < 30 + 2 × 30

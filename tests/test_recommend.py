@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import features
-from features.asof import parse_as_of
 from features.build import build_features
-from features.ingest import ingest_file
+from features.ingest.importer import ingest_file
+from nhip.clock import parse_as_of
 from tests.conftest import write_jsonl
 
 PRODUCTS = {
@@ -106,7 +106,7 @@ def test_the_service_recommender_answers_and_says_when_a_writer_holds_the_store(
     import subprocess
     import sys
 
-    from serving.recommendations import Recommender, StoreBusy
+    from serving.recommender import Recommender, StoreBusy
 
     recommender = Recommender(shop)
     try:

@@ -16,10 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.asof import parse_as_of
 from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
+from nhip.clock import parse_as_of
 from tests.registry_demo import SEND_TIME_AS_OF, clone_home, trained_demo  # noqa: F401 (fixture)
-from training.gate import Verdict, baseline_failures, decide, sanity_failures, verdict_lines
+from training.gate import (
+    Verdict,
+    baseline_failures,
+    decide,
+    sanity_failures,
+    verdict_lines,
+)
 from training.registry import (
     ChampionMove,
     RegistryError,
@@ -211,7 +217,11 @@ def test_no_personal_data_in_what_training_logged(trained_demo):
 
 def _propensity_result():
     from models.propensity import PropensityModel
-    from training.evaluate import classification_metrics, expected_calibration_error, ranking_metrics
+    from training.evaluate import (
+        classification_metrics,
+        expected_calibration_error,
+        ranking_metrics,
+    )
 
     rng = np.random.default_rng(3)
 

@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.activity import message_responses
-from features.asof import parse_as_of
-from features.ingest import ingest_file
+from features.ingest.importer import ingest_file
+from features.profile.activity import message_responses
 from features.store import open_store
 from models.send_time import (
     SOURCES,
@@ -25,6 +24,7 @@ from models.send_time import (
     _in_quiet_hours,
     hour_of_week,
 )
+from nhip.clock import parse_as_of
 from serving.scoring import Scorer
 from tests.conftest import write_jsonl
 from training.send_time import fit_send_time, send_time_inputs

@@ -6,17 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.vectors import (
-    ITEMS,
-    PROFILES,
-    Collection,
-    QdrantStore,
+from features.vectors.layout import ITEMS, PROFILES, Collection, profile_matrix
+from features.vectors.qdrant import QdrantStore
+from features.vectors.snapshot import (
     SnapshotStore,
     compact_collections,
     current_snapshot,
-    open_vector_store,
-    profile_matrix,
 )
+from features.vectors.stores import open_vector_store
 
 
 def _unit(m):

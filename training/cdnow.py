@@ -25,8 +25,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from features.asof import parse_as_of
-from features.ingest import IngestReport, ingest_file
+from features.ingest.importer import IngestReport, ingest_file
+from nhip.clock import parse_as_of
 
 CDNOW_FILE = "lifetimes/datasets/CDNOW_master.txt"
 LIFETIMES_PIN = "lifetimes==0.11.3"

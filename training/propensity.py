@@ -13,9 +13,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.datasets import rolling_as_ofs, training_set
-from features.feature_lists import PROPENSITY_V1, WINDOW_FEATURE, FeatureList
-from features.repeat_purchases import bgnbd_scores, fit_bgnbd, purchase_summary
+from features.profile.feature_lists import PROPENSITY_V1, WINDOW_FEATURE, FeatureList
+from features.profile.repeat_purchases import bgnbd_scores, fit_bgnbd, purchase_summary
+from features.profile.training_sets import rolling_as_ofs, training_set
 from features.store import event_time_range
 from models.propensity import PropensityModel
 from training.errors import NotEnoughDataError

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from features.asof import to_local
 from models.names import CHAMPION_ALIAS, MODEL_NAMES, PROPENSITY_MODEL, SEND_TIME_MODEL
+from nhip.clock import to_local
 from nhip.settings import Settings
 
 MOVE_TAG_PREFIX = "champion.move."

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment
 
-from features.asof import to_local
 from models.propensity import score_profiles
+from nhip.clock import to_local
 from training.evaluate import calibration_table, grade, lift_curve
 from training.gate import BUCKET_NAMES
 

@@ -14,11 +14,11 @@ from typing import Callable
 
 import duckdb
 
-from features.asof import parse_as_of, to_local
-from features.datasets import training_set
-from features.feature_lists import PROPENSITY_V1
+from features.profile.feature_lists import PROPENSITY_V1
+from features.profile.training_sets import training_set
 from features.store import event_time_range, fingerprint, open_store
 from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
+from nhip.clock import parse_as_of, to_local
 from nhip.settings import Settings
 from training import registry
 from training.errors import NotEnoughDataError

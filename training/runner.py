@@ -20,9 +20,9 @@ from typing import Callable
 
 import pandas as pd
 
-from features.asof import to_local
 from features.store import fingerprint, open_store
 from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
+from nhip.clock import to_local
 from nhip.settings import Settings
 from training import registry
 from training.evaluate import classification_metrics, expected_calibration_error

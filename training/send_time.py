@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
-from features.activity import activity_by_hour, message_responses
-from features.identity import register_resolved_events
+from features.identity.events import register_resolved_events
+from features.profile.activity import activity_by_hour, message_responses
 from models.send_time import SendTimeInputs, SendTimeModel, SendTimeModelV1
 
 

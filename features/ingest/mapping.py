@@ -4,7 +4,7 @@ A POS or Zalo OA export names its columns in Vietnamese, writes times as `dd/mm/
 ("Đang quan tâm") instead of canonical event types. A mapping file says, once per kind of export, which
 column holds which canonical field (shared/brief/events.md), which constants every row gets, how times are
 written and how source values translate; the rows then go through the normal import step
-(`features.ingest.import_rows`), with its normalisation, deduplication, quarantine and accounting:
+(`features.ingest.importer.import_rows`), with its normalisation, deduplication, quarantine and accounting:
 rows read = accepted + duplicates + quarantined.
 
     name = "pos-kiotviet"            # recorded as the events' source, with the file name
@@ -50,7 +50,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from features.ingest import IngestError, IngestReport, RawRows, import_rows
+from features.ingest.importer import IngestReport, import_rows
+from features.ingest.readers import IngestError
+from features.ingest.rows import RawRows
 from features.schema import CANONICAL_FIELDS, IDENTIFIER_FIELDS
 from features.store import connect
 
@@ -447,7 +449,7 @@ class _Plan:
 
 
 def ingest_mapped(path: Path | str, store_path: Path, mapping: Mapping, source: str | None = None) -> IngestReport:
-    """Import one export through `mapping`, in one transaction, like `features.ingest.ingest_file`.
+    """Import one export through `mapping`, in one transaction, like `features.ingest.importer.ingest_file`.
 
     The events' source is `<mapping name>:<file name>` unless given.
     """

@@ -6,14 +6,14 @@ the same for every shop: a channel the customer never used gives NULL recency an
 
 from __future__ import annotations
 
+from features.profile.windows import ACTIVE, days_since, last_ts, n_events, total_amount
 from features.schema import KNOWN_CHANNELS
-from features.sql_windows import ACTIVE, days_since, last_ts, n_events, total_amount
 
 RFM_CHANNELS: tuple[str, ...] = KNOWN_CHANNELS
 
 
 def rfm_columns(channels: tuple[str, ...] = RFM_CHANNELS) -> list[str]:
-    """Aggregates over one customer's event cells (`features.sql_windows.cells_sql`).
+    """Aggregates over one customer's event cells (`features.profile.windows.cells_sql`).
 
     recency_days_<ch>: days since the customer's last own event there (an open of an email counts for
     email; a send does not). n_events_<ch>: those events. purchase_recency_days_<ch>, n_purchases_<ch>,

@@ -11,7 +11,7 @@ Every item gets one answer, in the order sent: `accepted` (stored), `duplicate` 
 `event_id`, or the content when there is no id — is already stored or came earlier in the batch; a retried
 webhook is therefore harmless) or `rejected` with the reason, the item's raw JSON going to quarantine like a
 bad row of a file. accepted + duplicates + rejected = items sent, always. Items are normalised exactly as
-file imports are (`features.ingest.import_rows`), and each batch is stored in one DuckDB transaction with a
+file imports are (`features.ingest.importer.import_rows`), and each batch is stored in one DuckDB transaction with a
 row in `imports` (source `collector` or `collector:<source>` from the `?source=` query parameter): a batch
 is stored whole or, on a server error (5xx), not at all, and can simply be sent again.
 
@@ -41,7 +41,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from features.ingest import RawRows, import_rows
+from features.ingest.importer import import_rows
+from features.ingest.rows import RawRows
 from features.store import connect
 
 __all__ = ["CollectorConfigError", "create_app", "MAX_BATCH", "MAX_BODY_BYTES"]

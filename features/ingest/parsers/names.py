@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from features.columns import UNUSABLE, hashable
+from features.ingest.parsers.columns import UNUSABLE, hashable
 
 _WHITESPACE_RE = re.compile(r"\s+")
 

@@ -8,8 +8,8 @@ open that comes after `as_of` leaves the message unopened.
 
 from __future__ import annotations
 
+from features.profile.windows import n_events, quoted, within
 from features.schema import MESSAGE_CHANNELS
-from features.sql_windows import n_events, quoted, within
 
 ENGAGEMENT_DAYS = 90
 REACTIONS: tuple[str, ...] = ("opened", "clicked", "replied")

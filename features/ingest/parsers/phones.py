@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.columns import factorize, fullmatch, text_cells
+from features.ingest.parsers.columns import factorize, fullmatch, text_cells
 
 # Spacing and punctuation people put inside phone numbers. One literal character class that Python's `re`
 # and pyarrow's RE2 read the same way (no `\s`: the two engines disagree about which characters it covers).

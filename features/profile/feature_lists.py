@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 # Not a profile column: the length (days) of a training row's label window. Models trained on a history
 # shorter than their horizon take it as an input (see `training.propensity.SnapshotPlan`); when
 # serving, it is the model's horizon.
@@ -103,7 +102,7 @@ PROFILE_V2 = FeatureList(
 
 # v1 plus the BG/NBD view of each buyer (P(alive), expected purchase days and P(any purchase) in the
 # model's horizon), from a BG/NBD fitted on the buyers as of the same snapshot
-# (`features.repeat_purchases`); missing for customers who never bought.
+# (`features.profile.repeat_purchases`); missing for customers who never bought.
 PROPENSITY_V3 = FeatureList(
     "propensity_v3", (*PROPENSITY_V1.features, "bgnbd_p_alive", "bgnbd_expected_h", "bgnbd_p_any_h")
 )

@@ -13,8 +13,8 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from features.identity import register_resolved_events
-from features.sql_windows import quoted
+from features.identity.events import register_resolved_events
+from features.profile.windows import quoted
 
 INTERACTIONS: tuple[str, ...] = ("product_view", "add_to_cart", "purchase")
 TOP_CATEGORIES = 3

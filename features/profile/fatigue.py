@@ -6,8 +6,8 @@ before `as_of` counts and one sent after it does not.
 
 from __future__ import annotations
 
+from features.profile.windows import days_since, last_ts, n_events, within
 from features.schema import MESSAGE_CHANNELS
-from features.sql_windows import days_since, last_ts, n_events, within
 
 FATIGUE_WINDOWS: tuple[int, ...] = (7, 30)
 

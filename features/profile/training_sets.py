@@ -17,10 +17,11 @@ from typing import Callable, Sequence
 import duckdb
 import pandas as pd
 
-from features.feature_lists import WINDOW_FEATURE, FeatureList
-from features.identity import register_resolved_events
-from features.profile_features import build_profiles, first_purchases
-from features.repeat_purchases import BGNBD_FEATURES, bgnbd_features
+from features.identity.events import register_resolved_events
+from features.profile.feature_lists import WINDOW_FEATURE, FeatureList
+from features.profile.labels import first_purchases
+from features.profile.repeat_purchases import BGNBD_FEATURES, bgnbd_features
+from features.profile.wide import build_profiles
 from features.store import LOCAL_OFFSET_HOURS
 
 
@@ -39,7 +40,7 @@ def training_set(
     `label_windows(as_of)` gives the windows (days) of a snapshot, by default `[horizon_days]`.
     `label_cutoff`, when given, is a hard limit: no purchase after it is read, and a window reaching
     past it is an error rather than a label that silently misses purchases. BG/NBD features of the
-    list are fitted on each snapshot's own purchases (`features.repeat_purchases`).
+    list are fitted on each snapshot's own purchases (`features.profile.repeat_purchases`).
     """
     wanted = list(feature_list.features)
     with_bgnbd = [f for f in wanted if f in BGNBD_FEATURES]

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.columns import factorize, fullmatch, text_cells
+from features.ingest.parsers.columns import factorize, fullmatch, text_cells
 
 # Literal classes that Python's `re` and pyarrow's RE2 read the same way.
 _LOCAL = r'[^@\x00-\x20\x7f<>(),;:"\[\]\\]+'

@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.identity import register_resolved_events
+from features.identity.events import register_resolved_events
 from features.store import LOCAL_OFFSET_HOURS
 from models.bgnbd import BGNBD
 

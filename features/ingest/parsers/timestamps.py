@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.columns import text_cells
+from features.ingest.parsers.columns import text_cells
 
 DEFAULT_TZ = "Asia/Ho_Chi_Minh"
 EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")

@@ -18,7 +18,7 @@ class StoreBusy(RuntimeError):
 
 class Recommender:
     def __init__(self, settings, vectors=None):
-        from features.vectors import open_vector_store
+        from features.vectors.stores import open_vector_store
 
         self.settings = settings
         self.vectors = vectors or open_vector_store(settings)

@@ -5,29 +5,28 @@ customer with no event by then does not exist. Appending later events therefore 
 tests/test_profiles.py and tests/test_feature_themes.py prove it.
 
 The wide profile is the core columns below (overall recency/frequency/monetary, tenure, browsing, message
-counts, consent) followed by the themes, each in its own module: per-channel RFM (`features.rfm`),
-per-channel engagement (`features.engagement`), message fatigue (`features.fatigue`) and affinities
-(`features.affinities`). Activity by hour of week is too wide for it: `features.activity.activity_by_hour`.
+counts, consent) followed by the themes, each in its own module: per-channel RFM (`features.profile.rfm`),
+per-channel engagement (`features.profile.engagement`), message fatigue (`features.profile.fatigue`) and affinities
+(`features.profile.affinities`). Activity by hour of week is too wide for it: `features.profile.activity.activity_by_hour`.
 The resolved events are materialised once per build and every theme reads that table. Most columns come
-from one aggregate pass over its event cells (`features.sql_windows.cells_sql`: one row per customer, type,
+from one aggregate pass over its event cells (`features.profile.windows.cells_sql`: one row per customer, type,
 channel and time-window bucket, ~7× fewer rows than events); the distinct counts, the per-message and the
 per-category themes read the events themselves.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import duckdb
 import pandas as pd
 
-from features.affinities import affinity_sql
-from features.engagement import engagement_count_columns, engagement_rates_sql
-from features.fatigue import fatigue_columns
-from features.identity import register_resolved_events
-from features.rfm import rfm_columns
-from features.schema import IDENTIFIER_FIELDS, MESSAGE_CHANNELS
-from features.sql_windows import (
+from features.identity.events import register_resolved_events
+from features.profile.affinities import affinity_sql
+from features.profile.engagement import engagement_count_columns, engagement_rates_sql
+from features.profile.fatigue import fatigue_columns
+from features.profile.rfm import rfm_columns
+from features.profile.windows import (
     ACTIVE,
     cells_sql,
     days_since,
@@ -38,6 +37,7 @@ from features.sql_windows import (
     total_amount,
     within,
 )
+from features.schema import MESSAGE_CHANNELS
 
 # Channels a shop can message; each gets a `consent_<channel>` column: the latest consent event wins
 # (subscribe / consent_granted / follow grant, unsubscribe / consent_revoked / unfollow revoke), and no
@@ -63,7 +63,7 @@ def _consent_sql(channel: str) -> str:
 
 
 def _core_columns() -> list[str]:
-    """The core aggregates over one customer's event cells (`features.sql_windows.cells_sql`); the two
+    """The core aggregates over one customer's event cells (`features.profile.windows.cells_sql`); the two
     that need single events (distinct products, open rate) come from `_distinct_sql`."""
     purchase = "type = 'purchase'"
     window = within
@@ -158,7 +158,7 @@ def build_profiles(
 ) -> pd.DataFrame:
     """One row per customer known at `as_of`, indexed by customer_id.
 
-    `as_of` is naive UTC (see `features.asof.parse_as_of`). Pass `identity` (and `set_aside`) to reuse a
+    `as_of` is naive UTC (see `nhip.clock.parse_as_of`). Pass `identity` (and `set_aside`) to reuse a
     resolution already computed for the same `as_of` (see `register_resolved_events`).
     """
     register_resolved_events(con, as_of, identity, set_aside)
@@ -174,40 +174,3 @@ def build_profiles(
     names = [c for c in frame.columns if c.startswith("top_category_") and "share" not in c]
     frame[names] = frame[names].astype("str")  # the same dtype whether or not any customer has one
     return frame.set_index("customer_id")
-
-
-def first_purchases(con: duckdb.DuckDBPyConnection, as_of: datetime, until: datetime) -> pd.Series:
-    """Each customer's first purchase in (as_of, until], by customer_id (customers as resolved at as_of).
-
-    Expects the `identity_map` of `as_of` to be registered (`register_resolved_events`, which
-    `build_profiles` calls). A purchase counts for a customer through any identifier it carries that was
-    known by as_of: a link made later must not decide who bought, and nothing after `until` is read.
-    """
-    matches = " UNION ALL ".join(
-        f"SELECT m.customer_id, e.ts FROM future e JOIN identity_map m "
-        f"ON m.id_type = '{f}' AND m.id_value = e.{f}"
-        for f in IDENTIFIER_FIELDS
-    )
-    firsts = con.execute(
-        f"""
-        WITH future AS (
-            SELECT ts, {", ".join(IDENTIFIER_FIELDS)} FROM events
-            WHERE type = 'purchase' AND ts > $as_of AND ts <= $until)
-        SELECT customer_id, min(ts) AS first_ts FROM ({matches}) GROUP BY customer_id
-        """,
-        {"as_of": as_of, "until": until},
-    ).df()
-    return firsts.set_index("customer_id")["first_ts"]
-
-
-def purchase_labels(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, horizon_days: int
-) -> pd.Series:
-    """1 for customers (as resolved at `as_of`) with a purchase in (as_of, as_of + horizon].
-
-    The label window reads events after `as_of` but maps them through the identity links known at
-    `as_of`: a later link must not decide who bought (see `first_purchases`).
-    """
-    register_resolved_events(con, as_of)
-    buyers = first_purchases(con, as_of, as_of + timedelta(days=horizon_days)).index
-    return pd.Series(1, index=buyers, name="label", dtype="int32")

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.columns import UNUSABLE, factorize, fullmatch, text_cells
+from features.ingest.parsers.columns import UNUSABLE, factorize, fullmatch, text_cells
 
 _UNITS = {
     "k": 10**3, "nghìn": 10**3, "ngàn": 10**3,

@@ -19,9 +19,9 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from features.identity import register_resolved_events
+from features.identity.events import register_resolved_events
+from features.profile.windows import ACTIVE, quoted
 from features.schema import KNOWN_CHANNELS
-from features.sql_windows import ACTIVE, quoted
 from features.store import LOCAL_OFFSET_HOURS
 
 HOURS_OF_WEEK = 168
@@ -98,7 +98,7 @@ def message_responses(
     the send), opened (1 when the customer opened or clicked it by as_of) and open_how (local hour of week
     of that first response, as a float with minutes, NaN when unopened).
 
-    Unlike `features.datasets.message_sends`, machine opens do not count: a message only the mail client
+    Unlike `features.profile.training_sets.message_sends`, machine opens do not count: a message only the mail client
     "opened" was not read. The time of the response is kept because it says when the customer reads,
     which the send time does not: a message sent at 9:00 and opened at 20:10 was read at 20:10.
     """

@@ -1,0 +1,162 @@
+"""Merges, splits and renames between two feature builds, and the identity tables a build writes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import duckdb
+import pandas as pd
+
+from features.identity.graph import Resolution, _key
+
+CHANGE_COLUMNS = ["recorded_at", "as_of", "previous_as_of", "kind", "kept_customer_id",
+                  "absorbed_customer_id", "a_type", "b_type", "event_key", "link_ts", "detail"]
+
+
+
+
+def identity_changes(
+    previous: pd.DataFrame,
+    resolution: Resolution,
+    previous_as_of: datetime | None = None,
+    recorded_at: datetime | None = None,
+) -> pd.DataFrame:
+    """What happened to the customers of `previous` (an identity map) in `resolution` (CHANGE_COLUMNS).
+
+    - merge: identifiers of `absorbed_customer_id` now belong to `kept_customer_id`, the older of the
+      two; `a_type`/`b_type`/`event_key`/`link_ts` name the earliest link joining them.
+    - split: part of `kept_customer_id` is now `absorbed_customer_id` (read: split off into); `a_type` is
+      the type of the identifier set aside that had held them together, `detail` says why.
+    - renamed: all of a customer's identifiers now carry another id (an identifier older than its oldest
+      appeared, e.g. a backfill, or its oldest identifier was set aside).
+    Identifiers new since `previous` join silently; identifiers gone (erased) are not reported.
+    """
+    recorded_at = recorded_at or datetime.now(timezone.utc).replace(tzinfo=None)
+    current = resolution.identity
+    rows: list[dict] = []
+    base = {"recorded_at": recorded_at, "as_of": resolution.as_of, "previous_as_of": previous_as_of}
+    if previous is None or previous.empty or current.empty:
+        return pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+    before = previous[["id_type", "id_value", "customer_id"]].rename(columns={"customer_id": "before"})
+    both = current[["id_type", "id_value", "customer_id"]].merge(before, on=["id_type", "id_value"])
+
+    used = resolution.links[resolution.links["used"]].sort_values(["first_ts", "event_key"])
+    customer_of = dict(zip(_key(current["id_type"], current["id_value"]), current["customer_id"]))
+    a_keys = _key(used["a_type"], used["a_value"])
+    links_of = dict(tuple(used.assign(key_a=a_keys, key_b=_key(used["b_type"], used["b_value"]),
+                                      customer=a_keys.map(customer_of)).groupby("customer")))
+    both["key"] = _key(both["id_type"], both["id_value"])
+    anchors = both.drop_duplicates(["customer_id", "before"]).groupby("customer_id")
+
+    groups = both.groupby("customer_id")["before"].agg(lambda s: sorted(set(s)))
+    for customer, befores in groups.items():
+        if len(befores) == 1:
+            whole = both.loc[both["before"] == befores[0], "customer_id"].nunique() == 1
+            if befores[0] != customer and whole:
+                rows.append({**base, "kind": "renamed", "kept_customer_id": customer,
+                             "absorbed_customer_id": befores[0], "detail": "oldest identifier changed"})
+            continue
+        reference = customer if customer in befores else befores[0]
+        anchor = dict(zip(*[anchors.get_group(customer)[c] for c in ("before", "key")]))
+        for absorbed, link in _merge_links(links_of.get(customer), anchor, reference).items():
+            rows.append({**base, "kind": "merge", "kept_customer_id": customer,
+                         "absorbed_customer_id": absorbed,
+                         "a_type": None if link is None else link.a_type,
+                         "b_type": None if link is None else link.b_type,
+                         "event_key": None if link is None else link.event_key,
+                         "link_ts": None if link is None else link.first_ts,
+                         "detail": f"{len(befores)} customers became one"})
+
+    set_aside = resolution.set_aside
+    for before_id, afters in both.groupby("before")["customer_id"].agg(lambda s: sorted(set(s))).items():
+        if len(afters) < 2:
+            continue
+        was = previous[previous["customer_id"] == before_id]
+        gone = set_aside.merge(was[["id_type", "id_value"]], on=["id_type", "id_value"])
+        cause = gone.iloc[0] if len(gone) else None
+        for after in afters:
+            if after == before_id:
+                continue
+            why = "split" if cause is None else f"{cause['id_type']} set aside: {cause['reason']}"
+            rows.append({**base, "kind": "split", "kept_customer_id": before_id,
+                         "absorbed_customer_id": after,
+                         "a_type": None if cause is None else cause["id_type"], "detail": why})
+    frame = pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+    return frame.sort_values(["kind", "kept_customer_id", "absorbed_customer_id"], ignore_index=True)
+
+
+def _merge_links(links: pd.DataFrame | None, anchor: dict[str, str], reference: str) -> dict:
+    """For each previous customer other than `reference` (`anchor`: previous customer → one of its
+    identifiers in the merged customer): the link that joined it to `reference`.
+
+    Links are replayed in time order (union-find); the cause of a merge is the link after which the two
+    previous customers are first connected, i.e. the one that completed the path between them.
+    """
+    found: dict[str, object] = {b: None for b in anchor if b != reference}
+    if links is None:
+        return found
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    waiting = set(found)
+    for link in links.itertuples(index=False):
+        parent[root(link.key_a)] = root(link.key_b)
+        for b in [b for b in sorted(waiting) if root(anchor[b]) == root(anchor[reference])]:
+            found[b] = link
+            waiting.discard(b)
+        if not waiting:
+            break
+    return found
+
+
+def write_identity_tables(
+    con: duckdb.DuckDBPyConnection,
+    resolution: Resolution,
+    previous: pd.DataFrame | None,
+    previous_as_of: datetime | None,
+    attributes: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Persist the identity map, the set-aside identifiers, attributes, and append the changes since
+    `previous` to `identity_merges`. Call inside the build's transaction. Returns the changes."""
+    changes = identity_changes(previous, resolution, previous_as_of)
+    con.register("identity_df", resolution.identity)
+    con.execute("CREATE OR REPLACE TABLE identity_map AS SELECT * FROM identity_df")
+    con.unregister("identity_df")
+    con.register("set_aside_df", resolution.set_aside.assign(as_of=resolution.as_of))
+    con.execute("CREATE OR REPLACE TABLE identity_set_aside AS SELECT * FROM set_aside_df")
+    con.unregister("set_aside_df")
+    if attributes is not None:
+        con.register("attributes_df", attributes)
+        con.execute("CREATE OR REPLACE TABLE customer_attributes AS SELECT * FROM attributes_df")
+        con.unregister("attributes_df")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS identity_merges (recorded_at TIMESTAMP, as_of TIMESTAMP, "
+        "previous_as_of TIMESTAMP, kind VARCHAR, kept_customer_id VARCHAR, absorbed_customer_id VARCHAR, "
+        "a_type VARCHAR, b_type VARCHAR, event_key VARCHAR, link_ts TIMESTAMP, detail VARCHAR)"
+    )
+    if len(changes):
+        con.register("changes_df", changes)
+        con.execute(f"INSERT INTO identity_merges SELECT {', '.join(CHANGE_COLUMNS)} FROM changes_df")
+        con.unregister("changes_df")
+    return changes
+
+
+def stored_identity_map(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame | None, datetime | None]:
+    """The identity map and as_of of the last build in this store (None, None before the first)."""
+    db = con.execute("SELECT current_database()").fetchone()[0]
+    tables = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'main'",
+        [db]).fetchall()}
+    if "identity_map" not in tables:
+        return None, None
+    previous = con.execute(f'SELECT * FROM "{db}".main.identity_map').df()
+    as_of = None
+    if "profiles" in tables:
+        as_of = con.execute(f'SELECT max(as_of) FROM "{db}".main.profiles').fetchone()[0]
+    return previous, as_of

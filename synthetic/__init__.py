@@ -1,0 +1,1 @@
+"""Synthetic shops with ground truth, for demos, tests and benchmarks: a tool, not a pipeline stage."""

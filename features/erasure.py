@@ -18,7 +18,6 @@ import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -30,6 +29,7 @@ from features.ingest.parsers.phones import normalize_phone
 from features.schema import IDENTIFIER_FIELDS
 from features.store import connect
 from features.vectors.stores import erase_customers
+from nhip.clock import utcnow
 
 # Derived tables that may hold a customer's rows; all can be rebuilt from `events`.
 DERIVED_TABLES = {"profiles", "identity_map", "identity_merges", "identity_set_aside",
@@ -164,7 +164,7 @@ def erase(settings, id_type: str, value: str) -> ErasureReport:
         )
         con.execute(
             "INSERT INTO erasures VALUES (?, ?, ?, ?, ?, ?)",
-            [report.erasure_id, datetime.now(timezone.utc).replace(tzinfo=None), report.customers,
+            [report.erasure_id, utcnow(), report.customers,
              report.identifiers, report.removed["events"], report.removed["quarantine"]],
         )
         con.execute("COMMIT")

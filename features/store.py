@@ -2,7 +2,7 @@
 
 Events are append-only and keyed by `event_key` (see `features.ingest.keys.event_keys`), so importing the same
 data twice stores it once. Timestamps are stored as naive UTC `TIMESTAMP`s; local hours are derived with
-Vietnam's fixed +07:00 offset (no daylight saving), which keeps DuckDB free of time-zone extensions.
+Vietnam's fixed offset (`nhip.clock`), which keeps DuckDB free of time-zone extensions.
 Derived tables (identity map, profiles) can always be rebuilt from `events`.
 """
 
@@ -15,8 +15,6 @@ from typing import Iterator
 import duckdb
 
 from features.schema import IDENTIFIER_FIELDS
-
-LOCAL_OFFSET_HOURS = 7  # Asia/Ho_Chi_Minh, no DST
 
 _EVENT_COLUMNS = {
     "event_key": "VARCHAR PRIMARY KEY",

@@ -34,8 +34,8 @@ import pandas as pd
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator
 
-HOURS_PER_WEEK = 168
-HOURS_PER_DAY = 24
+from nhip.clock import HOURS_PER_DAY, HOURS_PER_WEEK, hour_of_week
+
 SOURCES = ("customer", "activity", "segment", "shop")  # the fallback chain, most personal first
 # Parts of the day for the `segment` level, by local hour; a customer belongs to the part holding most of
 # their activity. Generic day parts, not tuned to any data set.
@@ -47,12 +47,6 @@ _MAX_P = 0.99
 # A channel with fewer sends (or only opens, or none) borrows the calibration fitted on all channels.
 _MIN_SENDS_TO_CALIBRATE = 100
 _MIN_GAIN = 1e-3
-
-
-def hour_of_week(local: pd.Series | pd.DatetimeIndex) -> np.ndarray:
-    """Monday 00:00 = 0 … Sunday 23:00 = 167, from local (Vietnam) times."""
-    local = pd.DatetimeIndex(local)
-    return (local.dayofweek * 24 + local.hour).to_numpy()
 
 
 def _in_quiet_hours(t: time, start: time, end: time) -> bool:

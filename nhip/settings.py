@@ -25,7 +25,6 @@ class Settings(BaseSettings):
     home: Path | None = Field(default=None, description="workspace folder; default ./var")
     mlflow_uri: str | None = Field(default=None, description="MLflow tracking server URI")
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; default embedded")
-    timezone: str = "Asia/Ho_Chi_Minh"
     min_events_to_score: int = Field(
         default=3, description="customers with fewer events by as_of are `unscored`"
     )

@@ -6,24 +6,18 @@ lookup, and a customer's percentile is the same in the API as in `nhip score pro
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import time
 
 import numpy as np
 import pandas as pd
 
 from models.propensity import score_profiles
-from nhip.clock import LOCAL_TZ, to_local
+from nhip.clock import local_timestamp, to_local
 
 
 def parse_clock(text: str) -> time:
     hours, minutes = text.split(":")
     return time(int(hours), int(minutes))
-
-
-def local_timestamp(value: datetime | str) -> pd.Timestamp:
-    """A tz-aware local time; naive input is taken as Vietnam time."""
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize(LOCAL_TZ) if stamp.tzinfo is None else stamp.tz_convert(LOCAL_TZ)
 
 
 def _unknown(customer_id: str) -> dict:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +30,16 @@ from features.schema import (
     KNOWN_CHANNELS,
     KNOWN_TYPES,
 )
-
-try:
-    from zoneinfo import ZoneInfo
-
-    VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-except Exception:  # no tz database: Vietnam has been UTC+7 without DST since 1975
-    VN_TZ = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
+from nhip.clock import LOCAL_FIXED_TZ, LOCAL_OFFSET_HOURS
+from nhip.clock import LOCAL_OFFSET as CLOCK_OFFSET
 
 __all__ = ["DemoData", "generate", "write", "DEFAULT_END"]
 
-DEFAULT_END = datetime(2026, 9, 1, 0, 0, tzinfo=VN_TZ)
-LOCAL_OFFSET = 7 * 3600
+DEFAULT_END = datetime(2026, 9, 1, 0, 0, tzinfo=LOCAL_FIXED_TZ)
+# Seconds from UTC to Vietnam time: the generator works in epoch seconds.
+LOCAL_OFFSET = int(CLOCK_OFFSET.total_seconds())
 HOUR = 3600
+LOCAL_SUFFIX = f"+{LOCAL_OFFSET_HOURS:02d}:00"  # how the generator writes Vietnam times
 DAY = 86400
 NEVER = np.inf
 
@@ -292,7 +289,7 @@ class _Clock:
     @classmethod
     def ending(cls, end: datetime, days: int) -> _Clock:
         if end.tzinfo is None:
-            end = end.replace(tzinfo=VN_TZ)
+            end = end.replace(tzinfo=LOCAL_FIXED_TZ)
         end_t = int(end.timestamp())
         start_t = end_t - days * DAY
         midnight0 = (start_t + LOCAL_OFFSET) // DAY * DAY - LOCAL_OFFSET
@@ -1037,7 +1034,7 @@ def _render_timestamps(rng, raw) -> np.ndarray:
     n = len(t)
     local = np.datetime_as_string((t + LOCAL_OFFSET).astype("datetime64[s]"))
     utc = np.datetime_as_string(t.astype("datetime64[s]"))
-    out = np.array([s + "+07:00" for s in local], dtype=object)
+    out = np.array([s + LOCAL_SUFFIX for s in local], dtype=object)
     webhook = (ch == CH["email"]) & np.isin(ty, [TY["message_delivered"], TY["message_opened"],
                                                  TY["message_clicked"]])
     out[webhook] = [s + "Z" for s in utc[webhook]]
@@ -1347,7 +1344,7 @@ def _vnd_text(amount: int, style: int) -> str:
 
 def _iso_local(t: np.ndarray) -> list[str]:
     local = np.datetime_as_string((np.floor(t).astype(np.int64) + LOCAL_OFFSET).astype("datetime64[s]"))
-    return [s + "+07:00" for s in local]
+    return [s + LOCAL_SUFFIX for s in local]
 
 
 def _uuid4(raw: np.ndarray) -> str:

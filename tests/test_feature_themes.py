@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from features.ingest.importer import ingest_file
-from features.profile.activity import HOURS_OF_WEEK, activity_by_hour
+from features.profile.activity import activity_by_hour
+from nhip.clock import HOURS_PER_WEEK
 from features.profile.affinities import category_affinity, product_affinity
 from features.profile.feature_lists import PROFILE_V2, PROPENSITY_V1, PROPENSITY_V2
 from features.profile.wide import build_profiles
@@ -164,7 +165,7 @@ def test_activity_by_hour_peaks_at_the_local_hour(store):
         activity.loc[activity["channel"] == "web", "customer_id"])]
     web = lan_rows[lan_rows["channel"] == "web"].iloc[0]
     counts = np.asarray(web["counts"])
-    assert len(counts) == HOURS_OF_WEEK
+    assert len(counts) == HOURS_PER_WEEK
     assert web["n_events"] == 4 and counts.sum() == pytest.approx(4.0)
     tuesday_21 = _hour_of_week(1, 21)  # 14:05–14:40 UTC is 21:xx in Vietnam
     assert counts.argmax() == tuesday_21

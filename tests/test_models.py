@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from models.propensity import UNSCORED, PropensityModel, bucket_for, score_profiles
-from models.send_time import SendTimeModel, hour_of_week
+from models.send_time import SendTimeModel
+from nhip.clock import hour_of_week
 from training.evaluate import expected_calibration_error
 
 TZ = "Asia/Ho_Chi_Minh"

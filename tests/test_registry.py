@@ -276,7 +276,8 @@ def test_the_propensity_report_has_every_section_in_both_languages():
 
 
 def test_the_send_time_report_shows_a_heatmap_per_channel_and_the_fallback_sources():
-    from models.send_time import SendTimeModel, hour_of_week
+    from models.send_time import SendTimeModel
+    from nhip.clock import hour_of_week
     from training.report import send_time_report
 
     rng = np.random.default_rng(5)

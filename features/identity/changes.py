@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import duckdb
 import pandas as pd
 
 from features.identity.graph import Resolution, _key
+from nhip.clock import utcnow
 
 CHANGE_COLUMNS = ["recorded_at", "as_of", "previous_as_of", "kind", "kept_customer_id",
                   "absorbed_customer_id", "a_type", "b_type", "event_key", "link_ts", "detail"]
@@ -31,7 +32,7 @@ def identity_changes(
       appeared, e.g. a backfill, or its oldest identifier was set aside).
     Identifiers new since `previous` join silently; identifiers gone (erased) are not reported.
     """
-    recorded_at = recorded_at or datetime.now(timezone.utc).replace(tzinfo=None)
+    recorded_at = recorded_at or utcnow()
     current = resolution.identity
     rows: list[dict] = []
     base = {"recorded_at": recorded_at, "as_of": resolution.as_of, "previous_as_of": previous_as_of}

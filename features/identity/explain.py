@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from features.identity.graph import TYPE_RANK, Resolution, _key
 from features.schema import IDENTIFIER_FIELDS
+from nhip.clock import local_text
 
 
 @dataclass
@@ -145,7 +145,7 @@ def _events_by_key(con: duckdb.DuckDBPyConnection, keys: list[str]) -> dict[str,
 def format_explanation(ex: Explanation) -> list[str]:
     """Plain text lines for the CLI. Identifiers and events only: no names or other personal fields."""
     t, v = ex.query
-    when = _local(ex.as_of)
+    when = local_text(ex.as_of)
     if ex.query_set_aside:
         row = ex.set_aside.iloc[0]
         lines = [f"{t} {v} is set aside as of {when}: {row['reason']}.",
@@ -159,7 +159,7 @@ def format_explanation(ex: Explanation) -> list[str]:
     lines = [f"{t} {v} → customer {ex.customer_id} (as of {when})",
              f"identifiers ({len(ex.identifiers)}):"]
     for row in ex.identifiers.itertuples(index=False):
-        lines.append(f"  {row.id_type:<17} {row.id_value:<40} first seen {_local(row.first_seen)}, "
+        lines.append(f"  {row.id_type:<17} {row.id_value:<40} first seen {local_text(row.first_seen)}, "
                      f"{int(row.n_events):,} events")
     if ex.steps:
         lines.append(f"why they are one customer ({len(ex.steps)} links, starting from {t} {v}):")
@@ -168,7 +168,7 @@ def format_explanation(ex: Explanation) -> list[str]:
             carried = " ".join(f"{k}={val}" for k, val in e.get("identifiers", {}).items())
             more = f" (and {step.n_events - 1:,} more events)" if step.n_events > 1 else ""
             lines.append(f"  {step.parent[0]} {step.parent[1]} — {step.child[0]} {step.child[1]}")
-            lines.append(f"      {e.get('channel', '?')} {e.get('type', '?')} at {_local(e.get('ts'))}, "
+            lines.append(f"      {e.get('channel', '?')} {e.get('type', '?')} at {local_text(e.get('ts'))}, "
                          f"event {e.get('event_id') or e['event_key']} from {e.get('source') or '?'}"
                          f"{more}; carried {carried}")
     else:
@@ -178,9 +178,3 @@ def format_explanation(ex: Explanation) -> list[str]:
         for row in ex.set_aside.itertuples(index=False):
             lines.append(f"  {row.id_type} {row.id_value}: {row.reason}")
     return lines
-
-
-def _local(ts) -> str:
-    if ts is None or (isinstance(ts, float) and np.isnan(ts)):
-        return "?"
-    return (pd.Timestamp(ts) + pd.Timedelta(hours=7)).strftime("%Y-%m-%d %H:%M:%S +07:00")

@@ -12,6 +12,7 @@ import pandas as pd
 from features.identity.events import _ts_literal, register_resolved_events
 from features.identity.graph import Resolution
 from features.schema import IDENTIFIER_FIELDS
+from nhip.clock import local_iso
 
 
 def identifiers_wide(identity: pd.DataFrame) -> pd.DataFrame:
@@ -65,14 +66,9 @@ def export_identities(resolution: Resolution) -> pd.DataFrame:
     Columns: customer_id, id_type, id_value, first_seen (ISO 8601, Vietnam time with its +07:00 offset).
     """
     frame = resolution.identity.copy()
-    frame["first_seen"] = _local_iso(frame["first_seen"])
+    frame["first_seen"] = local_iso(frame["first_seen"])
     frame = frame.sort_values(["customer_id", "id_type", "id_value"], kind="stable")
     return frame[["customer_id", "id_type", "id_value", "first_seen"]].reset_index(drop=True)
-
-
-def _local_iso(ts: pd.Series) -> pd.Series:
-    local = pd.to_datetime(ts) + pd.Timedelta(hours=7)
-    return local.dt.strftime("%Y-%m-%dT%H:%M:%S+07:00").astype(object)
 
 
 ATTRIBUTE_FIELDS: tuple[str, ...] = ("name", "email", "phone")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
@@ -20,6 +20,7 @@ from features.ingest.normalise import _columns_from_records, _normalise_columns
 from features.ingest.readers import READERS, IngestError
 from features.ingest.rows import RawRows
 from features.store import EVENT_COLUMNS, connect
+from nhip.clock import utcnow
 
 # Quarantine keeps at most this much of a raw row, so one runaway line cannot bloat the store.
 MAX_RAW_CHARS = 256 * 1024
@@ -92,7 +93,7 @@ def _store(
     con, rows: RawRows, source: str, started: datetime | None = None, outcomes: bool = False
 ) -> tuple[IngestReport, _Outcomes | None]:
     """`store_rows`, with per-row outcomes only when asked: file imports do not need them."""
-    started = started or datetime.now(timezone.utc).replace(tzinfo=None)
+    started = started or utcnow()
     parts = [] if rows.columns is None else [rows.columns]
     if rows.records or not parts:
         parts.insert(0, _columns_from_records(rows.records, rows.lines, rows.raw_text))
@@ -229,7 +230,7 @@ def import_rows(
 
     The one place a file import, a mapped import and a collector batch commit their rows.
     """
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    started = utcnow()
     con.execute("BEGIN TRANSACTION")
     try:
         if outcomes:
@@ -239,7 +240,7 @@ def import_rows(
         con.execute(
             "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?)",
             [source, report.rows_read, report.accepted, report.duplicates, report.quarantined,
-             started, datetime.now(timezone.utc).replace(tzinfo=None)],
+             started, utcnow()],
         )
         con.execute("COMMIT")
     except BaseException:

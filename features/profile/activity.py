@@ -4,7 +4,7 @@ Only what the customer did counts (not `message_sent`/`message_delivered`, nor a
 open): an open at 21:00 says the customer reads at 21:00, a send at 09:00 says when the shop sent, and an
 "open" one second after delivery says only that the mail client prefetched the images (Apple Mail Privacy
 Protection and the like; see `MACHINE_OPEN_SECONDS`). Local time is UTC +7 h
-(`features.store.LOCAL_OFFSET_HOURS`); hour of week 0 is Monday 00:00–01:00 local, 167 Sunday 23:00.
+(`nhip.clock`); hour of week 0 is Monday 00:00–01:00 local, 167 Sunday 23:00.
 
 Smoothing. A person who opened at 20:10 on three Tuesdays is probably also reachable at 19:xx and 21:xx;
 raw counts over 168 cells are too sparse to show that. Each event is spread over its hour and the
@@ -22,9 +22,8 @@ import pandas as pd
 from features.identity.events import register_resolved_events
 from features.profile.windows import ACTIVE, quoted
 from features.schema import KNOWN_CHANNELS
-from features.store import LOCAL_OFFSET_HOURS
+from nhip.clock import HOURS_PER_WEEK, sql_hour_of_week, sql_local
 
-HOURS_OF_WEEK = 168
 SMOOTHING: tuple[float, ...] = (0.25, 0.5, 0.25)
 # No person opens a message within two seconds of its arrival; a mail client that fetches every message's
 # images on delivery does. Such opens say nothing about when, or whether, the customer reads.
@@ -41,11 +40,6 @@ def _machine_opens() -> str:
         ) a USING (message_id)
         WHERE o.type = 'message_opened'
           AND o.ts <= a.arrived + INTERVAL {MACHINE_OPEN_SECONDS} SECOND"""
-
-
-def hour_of_week(ts: str) -> str:
-    local = f"({ts} + INTERVAL {LOCAL_OFFSET_HOURS} HOUR)"
-    return f"((isodow({local}) - 1) * 24 + hour({local}))"
 
 
 def activity_by_hour(
@@ -68,12 +62,12 @@ def activity_by_hour(
     return con.execute(
         f"""
         WITH hours AS (
-            SELECT customer_id, channel, {hour_of_week("ts")} AS how, count(*) AS n
+            SELECT customer_id, channel, {sql_hour_of_week("ts")} AS how, count(*) AS n
             FROM resolved_events WHERE {ACTIVE} AND channel IN ({quoted(channels)})
               AND event_key NOT IN ({_machine_opens()})
             GROUP BY ALL
         ), spread AS (
-            SELECT customer_id, channel, (how + k.shift + {HOURS_OF_WEEK}) % {HOURS_OF_WEEK} AS how,
+            SELECT customer_id, channel, (how + k.shift + {HOURS_PER_WEEK}) % {HOURS_PER_WEEK} AS how,
                    sum(n * k.weight) AS value
             FROM hours CROSS JOIN (VALUES {kernel}) k(shift, weight)
             GROUP BY ALL
@@ -81,7 +75,7 @@ def activity_by_hour(
             SELECT customer_id, channel, map(list(how), list(value)) AS m FROM spread GROUP BY ALL
         )
         SELECT customer_id, channel, totals.n_events,
-               list_transform(range({HOURS_OF_WEEK}), lambda h: coalesce(m[h], 0.0)) AS counts
+               list_transform(range({HOURS_PER_WEEK}), lambda h: coalesce(m[h], 0.0)) AS counts
         FROM cells JOIN (SELECT customer_id, channel, sum(n) AS n_events FROM hours GROUP BY ALL) totals
           USING (customer_id, channel)
         ORDER BY customer_id, channel
@@ -98,12 +92,10 @@ def message_responses(
     the send), opened (1 when the customer opened or clicked it by as_of) and open_how (local hour of week
     of that first response, as a float with minutes, NaN when unopened).
 
-    Unlike `features.profile.training_sets.message_sends`, machine opens do not count: a message only the mail client
-    "opened" was not read. The time of the response is kept because it says when the customer reads,
+    Machine opens do not count: a message only the mail client "opened" was not read. The time of the response is kept because it says when the customer reads,
     which the send time does not: a message sent at 9:00 and opened at 20:10 was read at 20:10.
     """
     register_resolved_events(con, as_of, identity)
-    local = f"INTERVAL {LOCAL_OFFSET_HOURS} HOUR"
     return con.execute(
         f"""
         WITH sent AS (
@@ -114,9 +106,9 @@ def message_responses(
               AND event_key NOT IN ({_machine_opens()})
             GROUP BY ALL
         )
-        SELECT s.customer_id, s.channel, s.ts, {hour_of_week("s.ts")} AS how,
+        SELECT s.customer_id, s.channel, s.ts, {sql_hour_of_week("s.ts")} AS how,
                (r.message_id IS NOT NULL)::INTEGER AS opened,
-               {hour_of_week("r.ts")} + minute(r.ts + {local}) / 60.0 AS open_how
+               {sql_hour_of_week("r.ts")} + minute({sql_local('r.ts')}) / 60.0 AS open_how
         FROM sent s LEFT JOIN read r USING (message_id)
         ORDER BY s.ts, s.customer_id
         """

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from features.identity.events import register_resolved_events
-from features.store import LOCAL_OFFSET_HOURS
 from models.bgnbd import BGNBD
+from nhip.clock import LOCAL_OFFSET_HOURS, sql_local
 
 SUMMARY_COLUMNS = ("frequency", "recency", "T")
 BGNBD_FEATURES = ("bgnbd_p_alive", "bgnbd_expected_h", "bgnbd_p_any_h")
@@ -48,7 +48,7 @@ def purchase_summary(
         f"""
         WITH days AS (
             SELECT DISTINCT customer_id,
-                   CAST(ts + INTERVAL {LOCAL_OFFSET_HOURS} HOUR AS DATE) AS day
+                   CAST({sql_local('ts')} AS DATE) AS day
             FROM resolved_events WHERE type = 'purchase' AND ts <= $as_of
         )
         SELECT customer_id,

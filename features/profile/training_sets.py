@@ -17,12 +17,10 @@ from typing import Callable, Sequence
 import duckdb
 import pandas as pd
 
-from features.identity.events import register_resolved_events
 from features.profile.feature_lists import WINDOW_FEATURE, FeatureList
 from features.profile.labels import first_purchases
 from features.profile.repeat_purchases import BGNBD_FEATURES, bgnbd_features
 from features.profile.wide import build_profiles
-from features.store import LOCAL_OFFSET_HOURS
 
 
 def training_set(
@@ -65,34 +63,6 @@ def training_set(
         if progress:
             progress(as_of)
     return pd.concat(frames, ignore_index=True)
-
-
-def message_sends(con: duckdb.DuckDBPyConnection, as_of: datetime, since: datetime | None = None):
-    """One row per message sent in (since, as_of]: customer, channel, local hour of week, opened.
-
-    A send counts as opened when an open or click with the same `message_id` happened by `as_of`, so an
-    open that came later never leaks into a model fitted at `as_of`.
-    """
-    register_resolved_events(con, as_of)
-    since = since or datetime(1970, 1, 1)
-    return con.execute(
-        f"""
-        WITH sent AS (
-            SELECT customer_id, channel, message_id, ts FROM resolved_events
-            WHERE type = 'message_sent' AND ts > $since
-        ), reacted AS (
-            SELECT DISTINCT message_id FROM resolved_events
-            WHERE type IN ('message_opened', 'message_clicked') AND message_id IS NOT NULL
-        )
-        SELECT s.customer_id, s.channel, s.ts,
-               (isodow(s.ts + INTERVAL {LOCAL_OFFSET_HOURS} HOUR) - 1) * 24
-                 + hour(s.ts + INTERVAL {LOCAL_OFFSET_HOURS} HOUR) AS how,
-               (r.message_id IS NOT NULL)::INTEGER AS opened
-        FROM sent s LEFT JOIN reacted r USING (message_id)
-        ORDER BY s.ts
-        """,
-        {"since": since},
-    ).df()
 
 
 def rolling_as_ofs(first: datetime, last: datetime, step_days: int) -> list[datetime]:

@@ -28,8 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.ingest.parsers.columns import text_cells
+from nhip.clock import LOCAL_TZ
 
-DEFAULT_TZ = "Asia/Ho_Chi_Minh"
+DEFAULT_TZ = LOCAL_TZ
 EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
 LATEST = pd.Timestamp("2101-01-01", tz="UTC")  # exclusive
 

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.shipped import SHIPPED  # noqa: E402
 from features.profile.feature_lists import get_feature_list  # noqa: E402
 from training.cdnow import evaluate_cdnow, markdown_table  # noqa: E402
 
@@ -40,7 +41,7 @@ def main() -> None:
         rows, first = {}, None
         for name in names:
             started = time.perf_counter()
-            result = evaluate_cdnow(work, sample=args.sample, feature_list=get_feature_list(name))
+            result = evaluate_cdnow(work, SHIPPED.identity, sample=args.sample, feature_list=get_feature_list(name))
             seconds = time.perf_counter() - started
             rows[f"model ({name})"] = result.table.loc["model"]
             print(f"{name}: {seconds:.0f} s, rows {result.row_counts}", file=sys.stderr)

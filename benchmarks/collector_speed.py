@@ -190,7 +190,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="nhip-collector-bench-") as home:
         env = {**os.environ, "NHIP_HOME": home, "NHIP_COLLECTOR_API_KEY": key}
-        command = [sys.executable, "-m", "uvicorn", "--factory", "features.ingest.collector:create_app",
+        command = [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.collector_speed:collector_app",
                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
         server = subprocess.Popen(command, env=env, cwd=ROOT)
         try:
@@ -211,6 +211,14 @@ def main() -> None:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+def collector_app():
+    """The collector as `nhip collect` builds it, for uvicorn's --factory (settings from the environment)."""
+    from features.ingest.collector import create_app
+    from nhip.settings import get_settings
+
+    return create_app(get_settings().collector)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from features.identity.graph import DEVICE_TYPES, resolve_graph  # noqa: E402
+from features.identity.graph import DEVICE_TYPES, IdentityConfig, resolve_graph  # noqa: E402
 from features.identity.reports import set_aside_report  # noqa: E402
 from features.ingest.importer import ingest_file  # noqa: E402
 from features.ingest.parsers.emails import normalize_emails  # noqa: E402
@@ -61,6 +61,14 @@ def normalised_truth(identities: pd.DataFrame) -> pd.DataFrame:
     return truth
 
 
+def customer_persons(identity: pd.DataFrame, identities: pd.DataFrame) -> pd.Series:
+    """customer_id → person_id (the owner of most of the customer's identifiers), for an identity map
+    (id_type, id_value, customer_id) and the generator's identities.csv."""
+    mapped = identity[["id_type", "id_value", "customer_id"]].merge(normalised_truth(identities),
+                                                                    on=["id_type", "id_value"])
+    return mapped.groupby("customer_id")["person_id"].agg(lambda s: s.value_counts().index[0])
+
+
 def _pairs(counts: pd.Series) -> int:
     n = counts.to_numpy(dtype=np.int64)
     return int((n * (n - 1) // 2).sum())
@@ -78,7 +86,7 @@ def pairwise(resolved: pd.DataFrame) -> tuple[float, float]:
 
 def evaluate(con, as_of, truth: pd.DataFrame, max_links: int) -> tuple[dict, object, pd.DataFrame]:
     started = time.perf_counter()
-    resolution = resolve_graph(con, as_of, max_links)
+    resolution = resolve_graph(con, as_of, IdentityConfig(max_links))
     seconds = time.perf_counter() - started
     identity = resolution.identity
     nodes = resolution.nodes[["id_type", "id_value"]]

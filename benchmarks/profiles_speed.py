@@ -12,9 +12,10 @@ Measurements (each in a fresh subprocess, so peak RSS (`VmHWM`) is that step's a
 DuckDB included; DuckDB threads and memory_limit set as given):
 
 - `identity`: `features.identity.graph.resolve_graph` as of the last event;
-- `profiles`: `build_profiles(con, as_of, identity, set_aside)` with identity already resolved — the wide
+- `profiles`: `build_profiles(resolved_events(con, resolution))` with identity already resolved — the wide
   profile (every theme) from the store into a pandas DataFrame;
-- `profiles+identity`: `build_profiles(con, as_of)` resolving identity itself (what a cold build costs);
+- `profiles+identity`: `build_profiles(resolve_events(con, as_of, identity))`, resolving identity itself
+  (what a cold build costs);
 - `pandas`: the same wide features in straightforward pandas (resolved events loaded with DuckDB into a
   DataFrame, not timed separately but included, then groupby), checked against `build_profiles` on a
   sample of customers.
@@ -256,9 +257,15 @@ def open_for_bench(store: Path, threads: int, memory_limit: str, temp: Path):
 def measure(args) -> dict:
     import pandas as pd
 
-    from features.identity.events import register_resolved_events
-    from features.identity.graph import resolve_graph
+    from benchmarks.shipped import SHIPPED
+    from features.identity.events import resolve_events, resolved_events
+    from features.identity.graph import Resolution, resolve_graph
     from features.profile.wide import _PROFILE_EVENT_COLUMNS, build_profiles
+
+    def stored_resolution() -> Resolution:
+        """The resolution the identity step wrote (identity map and set-aside list: all events need)."""
+        return Resolution(as_of, pd.read_parquet(identity_path), pd.read_parquet(set_aside_path),
+                          pd.DataFrame(), pd.DataFrame(), SHIPPED.identity)
 
     as_of = pd.Timestamp(args.as_of).to_pydatetime()
     con = open_for_bench(args.store, args.threads, args.memory_limit, args.work)
@@ -267,32 +274,32 @@ def measure(args) -> dict:
     out: dict = {"step": args.measure}
     if args.measure == "identity":
         started = time.perf_counter()
-        resolution = resolve_graph(con, as_of)
+        resolution = resolve_graph(con, as_of, SHIPPED.identity)
         out["seconds"] = time.perf_counter() - started
         identity = resolution.identity
         identity.to_parquet(identity_path)
         resolution.set_aside[["id_type", "id_value"]].to_parquet(set_aside_path)
         out["identifiers"] = len(identity)
     elif args.measure in ("profiles", "profiles+identity"):
-        identity = set_aside = None
-        if args.measure == "profiles":
-            identity, set_aside = pd.read_parquet(identity_path), pd.read_parquet(set_aside_path)
+        resolution = stored_resolution() if args.measure == "profiles" else None
         started = time.perf_counter()
-        profiles = build_profiles(con, as_of, identity, set_aside)
+        events = (resolved_events(con, resolution) if resolution is not None
+                  else resolve_events(con, as_of, SHIPPED.identity))
+        profiles = build_profiles(events)
         out["seconds"] = time.perf_counter() - started
         out["customers"], out["columns"] = profiles.shape
     elif args.measure == "pandas":
-        identity, set_aside = pd.read_parquet(identity_path), pd.read_parquet(set_aside_path)
+        resolution = stored_resolution()
         started = time.perf_counter()
-        register_resolved_events(con, as_of, identity, set_aside)
-        events = con.execute(f"SELECT {', '.join(_PROFILE_EVENT_COLUMNS)} FROM resolved_events").df()
+        resolved = resolved_events(con, resolution)
+        events = con.execute(f"SELECT {', '.join(_PROFILE_EVENT_COLUMNS)} FROM {resolved.source}").df()
         out["load_seconds"] = time.perf_counter() - started
         reference = pandas_profiles(events, as_of)
         out["seconds"] = time.perf_counter() - started
         out["events"] = len(events)
         out["peak_rss_mib"] = peak_rss_mib()
         del events
-        sql = build_profiles(con, as_of, identity, set_aside)
+        sql = build_profiles(resolved)
         out["mismatches"] = compare(sql, reference, args.sample)
         out["compared"] = f"{min(args.sample, len(sql))} customers × {sql.shape[1]} columns"
     out.setdefault("peak_rss_mib", peak_rss_mib())

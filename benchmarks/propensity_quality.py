@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.identity_quality import normalised_truth  # noqa: E402
-from features.identity.events import register_resolved_events  # noqa: E402
+from benchmarks.identity_quality import customer_persons  # noqa: E402
+from benchmarks.shipped import SHIPPED  # noqa: E402
+from features.identity.graph import resolve_graph  # noqa: E402
 from features.ingest.importer import ingest_file  # noqa: E402
 from features.profile.feature_lists import get_feature_list  # noqa: E402
 from features.store import open_store  # noqa: E402
@@ -52,15 +53,9 @@ from training.evaluate import (  # noqa: E402
 from training.propensity import fit_propensity  # noqa: E402
 
 SCENARIOS = {"full windows": ("2026-07-30", 30), "short history": ("2026-06-01", 90)}
-MIN_EVENTS = 3  # the product's default NHIP_MIN_EVENTS_TO_SCORE
-
-
-def customer_persons(con, as_of, identities: pd.DataFrame) -> pd.Series:
-    """customer_id → person_id (the owner of most of the customer's identifiers), identities as of as_of."""
-    register_resolved_events(con, as_of)
-    mapped = con.execute("SELECT id_type, id_value, customer_id FROM identity_map").df().merge(
-        normalised_truth(identities), on=["id_type", "id_value"])
-    return mapped.groupby("customer_id")["person_id"].agg(lambda s: s.value_counts().index[0])
+# The product as shipped: the default NHIP_MIN_EVENTS_TO_SCORE and NHIP_IDENTITY_MAX_LINKS.
+MIN_EVENTS = SHIPPED.min_events_to_score
+IDENTITY = SHIPPED.identity
 
 
 def oracle_probability(truth: pd.DataFrame, as_of, horizon_days: int) -> pd.Series:
@@ -93,12 +88,13 @@ def scenario(con, data, as_of, horizon_days: int, feature_lists: list[str]) -> t
     rows, first, notes = {}, None, []
     for name in feature_lists:
         started = time.perf_counter()
-        result = fit_propensity(con, as_of, horizon_days, MIN_EVENTS, feature_list=get_feature_list(name))
+        result = fit_propensity(con, as_of, horizon_days, MIN_EVENTS, IDENTITY, feature_list=get_feature_list(name))
         rows[f"model ({name})"] = comparison_table(result).loc["model"]
         notes.append(f"{name}: {time.perf_counter() - started:.0f} s, {result.row_counts}")
         first = first or result
     test = first.test.reset_index(drop=True)
-    person = customer_persons(con, first.plan.test, data.identities).reindex(test["customer_id"]).to_numpy()
+    identity = resolve_graph(con, first.plan.test, IDENTITY).identity
+    person = customer_persons(identity, data.identities).reindex(test["customer_id"]).to_numpy()
     oracle = oracle_probability(data.truth, first.plan.test, horizon_days).reindex(person).to_numpy()
     known = ~pd.isna(person)
     fragments = pd.Series(person[known]).map(pd.Series(person[known]).value_counts()).to_numpy()

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.identity_quality import normalised_truth
+from benchmarks.identity_quality import customer_persons  # noqa: E402
 from features.build import build_features
 from features.ingest.importer import ingest_file
 from features.store import open_store
@@ -41,13 +41,6 @@ from features.vectors.layout import ITEMS, PROFILES, split_profile
 from features.vectors.lookalike import lookalike
 from features.vectors.stores import open_vector_store
 from synthetic.demo_shop import generate, write
-
-
-def customer_persons(con, identities: pd.DataFrame) -> pd.Series:
-    truth = normalised_truth(identities)
-    mapped = con.execute("SELECT id_type, id_value, customer_id FROM identity_map").df().merge(
-        truth, on=["id_type", "id_value"])
-    return mapped.groupby("customer_id")["person_id"].agg(lambda s: s.value_counts().index[0])
 
 
 def purchases(con, start, end) -> pd.DataFrame:
@@ -83,13 +76,13 @@ def main() -> None:
             last = con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
         as_of = last - timedelta(days=args.holdout_days)
         started = time.perf_counter()
-        build_features(settings, as_of)
+        build_features(settings.store_path, as_of, settings.identity, settings.vectors)
         build_s = time.perf_counter() - started
         with open_store(settings.store_path, read_only=True) as con:
-            person = customer_persons(con, data.identities)
+            person = customer_persons(con.execute("SELECT * FROM identity_map").df(), data.identities)
             before = purchases(con, last - timedelta(days=10_000), as_of)
             after = purchases(con, as_of, last)
-        store = open_vector_store(settings)
+        store = open_vector_store(settings.vectors)
         keys = pd.Index(store.scan(PROFILES).index)
         segment_of = data.truth.set_index("person_id")["segment"]
         segment = person.reindex(keys).map(segment_of).dropna()

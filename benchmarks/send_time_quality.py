@@ -35,7 +35,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from datetime import time as time_of_day
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.identity_quality import normalised_truth
-from features.identity.events import register_resolved_events
+from benchmarks.identity_quality import customer_persons
+from benchmarks.shipped import SHIPPED
+from features.identity.graph import resolve_graph
 from features.ingest.importer import ingest_file
 from features.store import open_store
-from models.send_time import SendTimeModelV1, allowed_slots
+from models.send_time import QuietHours, SendTimeModelV1, allowed_slots
 from nhip.clock import to_local
-from serving.scoring import parse_clock
 from synthetic.demo_shop import SEND_CHANNELS, DemoData, generate, write
 from training.send_time import SendTimeResult, fit_send_time
 
@@ -59,13 +58,6 @@ from training.send_time import SendTimeResult, fit_send_time
 CHANNEL_FACTOR = dict(zip(SEND_CHANNELS, (1.0, 0.8, 0.6)))
 RESPONSE_WIDTH = 2.0
 OPEN_FLOOR = 0.03
-
-
-def customer_persons(con, identities: pd.DataFrame) -> pd.Series:
-    truth = normalised_truth(identities)
-    mapped = con.execute("SELECT id_type, id_value, customer_id FROM identity_map").df().merge(
-        truth, on=["id_type", "id_value"])
-    return mapped.groupby("customer_id")["person_id"].agg(lambda s: s.value_counts().index[0])
 
 
 def true_open_rate(hour: np.ndarray, reading_hour: np.ndarray, open_base: np.ndarray,
@@ -109,21 +101,22 @@ def fit_on_demo(customers: int, days: int, seed: int, holdout_days: int = 30) ->
         with open_store(store, read_only=True) as con:
             as_of = con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
             started = time.perf_counter()
-            result = fit_send_time(con, as_of, holdout_days=holdout_days)
+            result = fit_send_time(con, as_of, SHIPPED.identity, SHIPPED.send_time_prior_strength,
+                                   holdout_days=holdout_days)
             fit_seconds = time.perf_counter() - started
-            register_resolved_events(con, as_of)  # the identity map as of the final fit, not the holdout's
-            person = customer_persons(con, data.identities)
+            # The identity map as of the final fit, not the holdout's.
+            person = customer_persons(resolve_graph(con, as_of, SHIPPED.identity).identity, data.identities)
     return DemoFit(data, result, person, as_of, fit_seconds)
 
 
-def policy_table(fit: DemoFit, quiet: tuple[time_of_day, time_of_day], seed: int = 0,
+def policy_table(fit: DemoFit, quiet: QuietHours, seed: int = 0,
                  explore: bool = True) -> tuple[pd.DataFrame, dict]:
     """Expected opens of each policy's hours ÷ the oracle's, overall and by past opens; and the facts
     behind it (pairs, allowed hours, population-best hours)."""
     v2, sends = fit.result.model, fit.result.sends
     v1 = SendTimeModelV1().fit(sends)
     day = to_local(fit.as_of).normalize() + pd.Timedelta(days=1)
-    slots = allowed_slots(day, day + pd.Timedelta(hours=23, minutes=59), *quiet)
+    slots = allowed_slots(day, day + pd.Timedelta(hours=23, minutes=59), quiet)
     allowed = np.array([s.hour for s in slots])
 
     pairs = sends.groupby(["customer_id", "channel"])["opened"].sum().rename("past_opens").reset_index()
@@ -146,7 +139,7 @@ def policy_table(fit: DemoFit, quiet: tuple[time_of_day, time_of_day], seed: int
 
     def model_hours(model, explore: bool = False) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        return np.array([model.best_time(c, ch, slots[0], slots[-1], *quiet, explore=explore, rng=rng)[0].hour
+        return np.array([model.best_time(c, ch, slots[0], slots[-1], quiet, explore=explore, rng=rng)[0].hour
                          for c, ch in zip(pairs["customer_id"], pairs["channel"])])
 
     policies = {"model v2": model_hours(v2)}
@@ -176,10 +169,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=240)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--holdout-days", type=int, default=30)
-    parser.add_argument("--quiet-start", default="21:30")
-    parser.add_argument("--quiet-end", default="08:00")
+    parser.add_argument("--quiet-start", default=SHIPPED.quiet_start)
+    parser.add_argument("--quiet-end", default=SHIPPED.quiet_end)
     args = parser.parse_args()
-    quiet = parse_clock(args.quiet_start), parse_clock(args.quiet_end)
+    quiet = QuietHours.parse(args.quiet_start, args.quiet_end)
     started = time.perf_counter()
     fit = fit_on_demo(args.customers, args.days, args.seed, args.holdout_days)
     table, facts = policy_table(fit, quiet, seed=args.seed)

@@ -23,11 +23,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from features.identity.graph import resolve
+from features.identity.graph import IdentityConfig, resolve_graph
 from features.ingest.parsers.emails import normalize_email
 from features.ingest.parsers.phones import normalize_phone
 from features.schema import IDENTIFIER_FIELDS
-from features.store import connect
+from features.store import connect, table_names
+from features.vectors.config import VectorConfig
 from features.vectors.stores import erase_customers
 from nhip.clock import utcnow
 
@@ -61,12 +62,14 @@ def normalise_identifier(id_type: str, value: str) -> str:
     return normal
 
 
-def _person(con: duckdb.DuckDBPyConnection, id_type: str, value: str) -> pd.DataFrame:
-    """Every identifier of the customer(s) the given identifier belongs to, with all links known now."""
+def _person(con: duckdb.DuckDBPyConnection, id_type: str, value: str, config: IdentityConfig) -> pd.DataFrame:
+    """Every identifier of the customer(s) the given identifier belongs to, with all links known now,
+    resolved with `config` (the configuration every other path uses: erasing one person behind a shared
+    hotline must not erase the strangers a looser guard would have merged with them)."""
     latest = con.execute("SELECT max(ts) FROM events").fetchone()[0]
     if latest is None:
         raise ErasureError("the event store is empty")
-    identity = resolve(con, latest)
+    identity = resolve_graph(con, latest, config).identity
     if id_type == "customer_id":
         customers = {value}
     else:
@@ -105,11 +108,6 @@ def _quarantine_matches(con: duckdb.DuckDBPyConnection, patterns: list[str]) -> 
     return int(count)
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
-
-
 def _compact(store_path: Path) -> None:
     """Rewrite the database file so deleted rows leave no bytes behind."""
     fresh = store_path.with_suffix(".compact.duckdb")
@@ -126,15 +124,18 @@ def _compact(store_path: Path) -> None:
     Path(str(store_path) + ".wal").unlink(missing_ok=True)
 
 
-def erase(settings, id_type: str, value: str) -> ErasureReport:
-    """Erase the person behind one identifier (`phone`, `email`, any identifier type, or `customer_id`)."""
+def erase(
+    store_path: Path, identity: IdentityConfig, vectors: VectorConfig, id_type: str, value: str
+) -> ErasureReport:
+    """Erase the person behind one identifier (`phone`, `email`, any identifier type, or `customer_id`)
+    from the store at `store_path` and the vector stores of `vectors`."""
     if id_type not in (*IDENTIFIER_FIELDS, "customer_id"):
         raise ErasureError(f"unknown identifier type {id_type!r}")
     value = value if id_type == "customer_id" else normalise_identifier(id_type, value)
     report = ErasureReport(erasure_id=uuid.uuid4().hex, customers=0, identifiers=0)
-    con = connect(settings.store_path)
+    con = connect(store_path)
     try:
-        person = _person(con, id_type, value)
+        person = _person(con, id_type, value, identity)
         customers = sorted(person["customer_id"].unique())
         report.customers, report.identifiers = len(customers), len(person)
         con.execute("BEGIN TRANSACTION")
@@ -147,7 +148,7 @@ def erase(settings, id_type: str, value: str) -> ErasureReport:
         con.execute(f"DELETE FROM events e WHERE {matches}")
         report.removed["quarantine"] = _quarantine_matches(con, _raw_patterns(person))
         con.register("erased_customers", pd.DataFrame({"customer_id": customers}))
-        for table in sorted(_tables(con) & DERIVED_TABLES):
+        for table in sorted(table_names(con) & DERIVED_TABLES):
             columns = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
             keys = [c for c in ("customer_id", "kept_customer_id", "absorbed_customer_id") if c in columns]
             conditions = [f"{k} IN (SELECT customer_id FROM erased_customers)" for k in keys]
@@ -176,7 +177,7 @@ def erase(settings, id_type: str, value: str) -> ErasureReport:
         raise
     finally:
         con.close()
-    _compact(settings.store_path)
-    report.removed["vectors"] = erase_customers(settings, customers)
+    _compact(store_path)
+    report.removed["vectors"] = erase_customers(vectors, customers)
     return report
 

@@ -98,6 +98,13 @@ def open_store(
         con.close()
 
 
+def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The store's own tables (its main schema; not a connection's temporary tables)."""
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_catalog = current_database() AND table_schema = 'main'").fetchall()}
+
+
 def event_time_range(con: duckdb.DuckDBPyConnection):
     """(first, last) event time in UTC, or (None, None) for an empty store."""
     return con.execute("SELECT min(ts), max(ts) FROM events").fetchone()

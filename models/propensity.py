@@ -13,8 +13,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from features.profile.feature_lists import WINDOW_FEATURE
-
 UNSCORED = "unscored"
 BUCKETS = (("High", 0.75), ("Medium", 0.50), ("Low", 0.0))
 
@@ -26,8 +24,12 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     customers exactly 1.0, a certainty no marketer should be shown; `isotonic` stays available.
 
     Calibration must be fitted on rows the booster has not seen and that come later in time: the caller
-    passes them as `X_cal, y_cal` (see `training.datasets.split_snapshots`). Without them the raw booster
+    passes them as `X_cal, y_cal` (see `training.propensity.SnapshotPlan`). Without them the raw booster
     probabilities are used and `calibrated_` is False, which the report states.
+
+    `window_feature` names an input that is the length (days) of a training row's label window, when
+    the rows come with windows of several lengths (a history shorter than the horizon): the score only
+    grows with it, and a prediction is made for the full `horizon_days`.
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         features: tuple[str, ...] = (),
         feature_list: str = "",
         horizon_days: int = 30,
+        window_feature: str | None = None,
         n_estimators: int = 300,
         learning_rate: float = 0.03,
         num_leaves: int = 15,
@@ -45,6 +48,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.features = features
         self.feature_list = feature_list
         self.horizon_days = horizon_days
+        self.window_feature = window_feature
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -53,9 +57,10 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def _matrix(self, X: pd.DataFrame) -> pd.DataFrame:
-        if WINDOW_FEATURE in self.features_ and WINDOW_FEATURE not in X.columns:
+        window = self.window_feature
+        if window in self.features_ and window not in X.columns:
             # Trained on label windows of several lengths: a prediction is for the full horizon.
-            X = X.assign(**{WINDOW_FEATURE: float(self.horizon_days)})
+            X = X.assign(**{window: float(self.horizon_days)})
         missing = [f for f in self.features_ if f not in X.columns]
         if missing:
             raise ValueError(f"missing feature columns: {missing}")
@@ -68,8 +73,8 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             raise ValueError("training labels hold one class only; widen the window or add data")
         # P(a purchase within w days) can only grow with w: said to the booster, it also keeps the window
         # from standing in for other features where the two move together.
-        monotone = ([int(f == WINDOW_FEATURE) for f in self.features_]
-                    if WINDOW_FEATURE in self.features_ else None)
+        monotone = ([int(f == self.window_feature) for f in self.features_]
+                    if self.window_feature in self.features_ else None)
         self.booster_ = LGBMClassifier(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,

@@ -49,23 +49,56 @@ _MIN_SENDS_TO_CALIBRATE = 100
 _MIN_GAIN = 1e-3
 
 
-def _in_quiet_hours(t: time, start: time, end: time) -> bool:
-    if start <= end:
-        return start <= t < end
-    return t >= start or t < end
+@dataclass(frozen=True)
+class QuietHours:
+    """Local times at which no message may be sent: from `start` up to `end`, across midnight when
+    `start` is later than `end` (21:30–08:00). Equal times mean no quiet hours."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, start: str, end: str) -> QuietHours:
+        """From `HH:MM` texts, as NHIP_QUIET_START / NHIP_QUIET_END are written."""
+        return cls(_clock(start, "quiet start"), _clock(end, "quiet end"))
+
+    def __contains__(self, t: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+    def describe(self) -> str:
+        return f"{self.start:%H:%M}–{self.end:%H:%M}"
 
 
-def allowed_slots(start: pd.Timestamp, end: pd.Timestamp, quiet_start: time, quiet_end: time) -> list:
+def _clock(text: str, what: str) -> time:
+    try:
+        hours, minutes = str(text).strip().split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ValueError(f"{what} must be a time of day written HH:MM, not {text!r}") from None
+
+
+@dataclass(frozen=True)
+class SendTimeConfig:
+    """The send-time settings: the pooling strength training uses (NHIP_SEND_TIME_PRIOR_STRENGTH), whether
+    answers explore by default (NHIP_SEND_TIME_EXPLORE) and the quiet hours (NHIP_QUIET_START/END)."""
+
+    prior_strength: float
+    explore: bool
+    quiet: QuietHours
+
+
+def allowed_slots(start: pd.Timestamp, end: pd.Timestamp, quiet: QuietHours) -> list:
     """Whole local hours in [start, end] whose start lies outside quiet hours."""
-    return list(_slots(start, end, quiet_start, quiet_end)[0])
+    return list(_slots(start, end, quiet)[0])
 
 
 @lru_cache(maxsize=64)
-def _slots(start: pd.Timestamp, end: pd.Timestamp, quiet_start: time,
-           quiet_end: time) -> tuple[tuple[pd.Timestamp, ...], np.ndarray]:
+def _slots(start: pd.Timestamp, end: pd.Timestamp, quiet: QuietHours) -> tuple[tuple[pd.Timestamp, ...], np.ndarray]:
     """The allowed slots and their hours of week; cached, as a batch asks the same window per customer."""
     slots = pd.date_range(start.ceil("h"), end, freq="h")
-    slots = tuple(s for s in slots if not _in_quiet_hours(s.time(), quiet_start, quiet_end))
+    slots = tuple(s for s in slots if s.time() not in quiet)
     return slots, hour_of_week(pd.DatetimeIndex(slots)) if slots else np.empty(0, dtype=int)
 
 
@@ -130,8 +163,7 @@ class _HourCurveModel(BaseEstimator):
         channel: str,
         start: pd.Timestamp,
         end: pd.Timestamp,
-        quiet_start: time = time(21, 30),
-        quiet_end: time = time(8, 0),
+        quiet: QuietHours,
         *,
         explore: bool = False,
         rng: np.random.Generator | None = None,
@@ -144,7 +176,7 @@ class _HourCurveModel(BaseEstimator):
         mean at the chosen hour. `rng` makes the draw reproducible.
         """
         curve, source = self.curve(customer_id, channel)
-        slots, how = _slots(start, end, quiet_start, quiet_end)
+        slots, how = _slots(start, end, quiet)
         if not slots:
             return SendTimeChoice(None, None, source)
         best = int(np.argmax(curve[how]))
@@ -160,16 +192,14 @@ class _HourCurveModel(BaseEstimator):
         channel: str,
         start: pd.Timestamp,
         end: pd.Timestamp,
-        quiet_start: time = time(21, 30),
-        quiet_end: time = time(8, 0),
+        quiet: QuietHours,
         *,
         explore: bool = False,
         rng: np.random.Generator | None = None,
     ) -> tuple[pd.Timestamp | None, float | None, str]:
         """(slot, score, source) of `choose`; `start` and `end` are tz-aware local times. Returns
         (None, None, source) when every hour of the window is quiet."""
-        choice = self.choose(customer_id, channel, start, end, quiet_start, quiet_end,
-                             explore=explore, rng=rng)
+        choice = self.choose(customer_id, channel, start, end, quiet, explore=explore, rng=rng)
         return choice.when, choice.score, choice.source
 
     def predict_rows(self, rows: pd.DataFrame) -> np.ndarray:

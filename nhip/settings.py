@@ -1,15 +1,37 @@
 """One settings object for the whole product, read from `NHIP_*` environment variables.
 
+Only the entry points read it: the CLI, the service's start and the notebook API (`features`). Library
+code receives the small typed configuration it needs, defined next to the code that uses it
+(`IdentityConfig` beside identity resolution, `GateConfig` beside the promotion gate, …); the
+properties below compose those from the fields, so each setting has one name, one default and one
+reading, whichever path uses it.
+
 Nothing here touches the disk at import time: paths are computed, folders are created only by
-`Settings.ensure_dirs()`, which the commands that write call explicitly.
+`Settings.ensure_dirs()` and `TrackingConfig.connect()`, which the commands that write call.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from features.identity.graph import IdentityConfig
+    from features.ingest.collector import CollectorConfig
+    from features.vectors.config import VectorConfig
+    from models.send_time import SendTimeConfig
+    from models.tracking import TrackingConfig
+    from serving.scoring import ServingConfig
+    from training.gate import GateConfig
+    from training.retrain import RetrainConfig
+    from training.runner import TrainingConfig
+
+
+class SettingsError(ValueError):
+    """A setting holds a value no part of the product can use; the message names the variable."""
 
 
 class Settings(BaseSettings):
@@ -71,27 +93,85 @@ class Settings(BaseSettings):
         return self.workspace / "events.duckdb"
 
     @property
-    def qdrant_path(self) -> Path:
-        return self.workspace / "qdrant"
-
-    @property
     def mlruns_dir(self) -> Path:
         return (self.home / "mlruns" if self.home else Path("mlruns")).resolve()
-
-    @property
-    def tracking_uri(self) -> str:
-        if self.mlflow_uri:
-            return self.mlflow_uri
-        return f"sqlite:///{self.mlruns_dir / 'mlflow.db'}"
-
-    @property
-    def artifact_root(self) -> str:
-        return (self.mlruns_dir / "artifacts").as_uri()
 
     def ensure_dirs(self) -> None:
         self.workspace.mkdir(parents=True, exist_ok=True)
         if not self.mlflow_uri:
             self.mlruns_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- the configurations library code takes (imported here lazily: settings stay cheap to import) --
+
+    @property
+    def identity(self) -> IdentityConfig:
+        from features.identity.graph import IdentityConfig
+
+        try:
+            return IdentityConfig(max_links=self.identity_max_links)
+        except ValueError as exc:
+            raise SettingsError(f"NHIP_IDENTITY_MAX_LINKS: {exc}") from None
+
+    @property
+    def vectors(self) -> VectorConfig:
+        from features.vectors.config import VectorConfig
+
+        return VectorConfig(qdrant_url=self.qdrant_url, qdrant_path=self.workspace / "qdrant",
+                            snapshot_dir=self.workspace / "vectors", embedding_model=self.embedding_model)
+
+    @property
+    def tracking(self) -> TrackingConfig:
+        from models.tracking import TrackingConfig
+
+        if self.mlflow_uri:
+            return TrackingConfig(uri=self.mlflow_uri, local_dir=None)
+        return TrackingConfig(uri=f"sqlite:///{self.mlruns_dir / 'mlflow.db'}", local_dir=self.mlruns_dir)
+
+    @property
+    def gate(self) -> GateConfig:
+        from training.gate import GateConfig
+
+        return GateConfig(margin=self.promotion_margin, max_ece=self.max_ece)
+
+    @property
+    def send_time(self) -> SendTimeConfig:
+        from models.send_time import QuietHours, SendTimeConfig
+
+        try:
+            quiet = QuietHours.parse(self.quiet_start, self.quiet_end)
+        except ValueError as exc:
+            raise SettingsError(f"NHIP_QUIET_START / NHIP_QUIET_END: {exc}") from None
+        return SendTimeConfig(prior_strength=self.send_time_prior_strength, explore=self.send_time_explore,
+                              quiet=quiet)
+
+    @property
+    def training(self) -> TrainingConfig:
+        from training.runner import TrainingConfig
+
+        return TrainingConfig(store_path=self.store_path, tracking=self.tracking, identity=self.identity,
+                              gate=self.gate, min_events_to_score=self.min_events_to_score,
+                              send_time_prior_strength=self.send_time_prior_strength)
+
+    @property
+    def retrain_checks(self) -> RetrainConfig:
+        from training.retrain import RetrainConfig
+
+        return RetrainConfig(min_new_events=self.retrain_min_new_events,
+                             min_label_rate=self.retrain_min_label_rate,
+                             max_label_rate=self.retrain_max_label_rate)
+
+    @property
+    def serving(self) -> ServingConfig:
+        from serving.scoring import ServingConfig
+
+        return ServingConfig(store_path=self.store_path, tracking=self.tracking, vectors=self.vectors,
+                             min_events_to_score=self.min_events_to_score, send_time=self.send_time)
+
+    @property
+    def collector(self) -> CollectorConfig:
+        from features.ingest.collector import CollectorConfig
+
+        return CollectorConfig(store_path=self.store_path, api_key=self.collector_api_key)
 
 
 def get_settings() -> Settings:

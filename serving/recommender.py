@@ -9,7 +9,12 @@ writer while another process has it open.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
+
+from features.vectors.config import VectorConfig
+from features.vectors.layout import VectorStore
 
 
 class StoreBusy(RuntimeError):
@@ -17,21 +22,23 @@ class StoreBusy(RuntimeError):
 
 
 class Recommender:
-    def __init__(self, settings, vectors=None):
+    """Lookalikes and next products over the vector store of `vectors` (or an open `store`) and the
+    event store at `store_path`."""
+
+    def __init__(self, store_path: Path, vectors: VectorConfig, store: VectorStore | None = None):
         from features.vectors.stores import open_vector_store
 
-        self.settings = settings
-        self.vectors = vectors or open_vector_store(settings)
+        self.store_path = store_path
+        self.vectors = store or open_vector_store(vectors)
 
     def lookalike(self, seeds: list[str], k: int, channel: str | None, id_type: str | None) -> dict:
-        import features
+        from features.vectors.lookalike import find_lookalikes
 
         if not seeds:
             raise ValueError("seeds is empty: give customer ids, phones, emails or other identifiers")
         if k < 1:
             raise ValueError("k must be at least 1")
-        found = _while_readable(lambda: features.lookalike(
-            seeds, k=k, channel=channel, id_type=id_type, settings=self.settings, store=self.vectors))
+        found = _while_readable(lambda: find_lookalikes(self.store_path, self.vectors, seeds, k, channel, id_type))
         return {
             "customers": [{"customer_id": c, "similarity": round(float(s), 6)} for c, s in
                           zip(found.customers["customer_id"], found.customers["similarity"])],
@@ -40,14 +47,14 @@ class Recommender:
         }
 
     def next_products(self, customer_id: str, k: int, exclude_days: int) -> dict:
-        import features
+        from features.vectors.next_products import suggest_next_products
 
         if k < 1:
             raise ValueError("k must be at least 1")
         if exclude_days < 0:
             raise ValueError("exclude_days must be 0 (keep everything) or more")
-        picks = _while_readable(lambda: features.next_products(
-            customer_id, k=k, exclude_days=exclude_days, settings=self.settings, store=self.vectors))
+        picks = _while_readable(lambda: suggest_next_products(self.store_path, self.vectors, customer_id, k,
+                                                              exclude_days))
         items = picks.items.astype(object).where(picks.items.notna(), None)
         return {
             "customer_id": customer_id,

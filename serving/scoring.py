@@ -6,18 +6,21 @@ lookup, and a customer's percentile is the same in the API as in `nhip score pro
 
 from __future__ import annotations
 
-from datetime import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from features.vectors.config import VectorConfig
 from models.propensity import score_profiles
+from models.send_time import SendTimeConfig
+from models.tracking import TrackingConfig
 from nhip.clock import local_timestamp, to_local
 
-
-def parse_clock(text: str) -> time:
-    hours, minutes = text.split(":")
-    return time(int(hours), int(minutes))
+if TYPE_CHECKING:
+    from features.build import OnlineBuild
 
 
 def _unknown(customer_id: str) -> dict:
@@ -25,17 +28,32 @@ def _unknown(customer_id: str) -> dict:
             "error": "unknown customer id (not in the latest feature build)"}
 
 
+@dataclass(frozen=True)
+class ServingConfig:
+    """What the service needs: the store holding the online build, the registry of the champions, the
+    vector stores, the scoring threshold (NHIP_MIN_EVENTS_TO_SCORE) and the send-time settings."""
+
+    store_path: Path
+    tracking: TrackingConfig
+    vectors: VectorConfig
+    min_events_to_score: int
+    send_time: SendTimeConfig
+
+
 class Scorer:
-    def __init__(self, propensity, send_time, profiles: pd.DataFrame, settings,
-                 rng: np.random.Generator | None = None):
+    """Both champions over the profiles of one build. `send_time` carries the quiet hours and whether
+    answers explore by default; `rng` draws the explorations (tests pass a seeded one)."""
+
+    def __init__(self, propensity, send_time, profiles: pd.DataFrame, min_events_to_score: int,
+                 send_time_config: SendTimeConfig, rng: np.random.Generator | None = None):
         self.propensity_champion = propensity
         self.send_time_champion = send_time
         self.profiles = profiles
         self.as_of = profiles["as_of"].iloc[0] if len(profiles) else None
-        self.quiet = (parse_clock(settings.quiet_start), parse_clock(settings.quiet_end))
-        self.explore = settings.send_time_explore
-        self.rng = rng or np.random.default_rng()  # exploration draws; tests pass a seeded one
-        self.scores = score_profiles(propensity.model, profiles, settings.min_events_to_score)
+        self.quiet = send_time_config.quiet
+        self.explore = send_time_config.explore
+        self.rng = rng or np.random.default_rng()
+        self.scores = score_profiles(propensity.model, profiles, min_events_to_score)
 
     def propensity(self, customer_ids: list[str]) -> list[dict]:
         out = []
@@ -71,7 +89,7 @@ class Scorer:
             if cid not in self.profiles.index:
                 out.append(_unknown(cid))
                 continue
-            choice = model.choose(cid, channel, start, end, *self.quiet, explore=explore, rng=self.rng)
+            choice = model.choose(cid, channel, start, end, self.quiet, explore=explore, rng=self.rng)
             out.append({
                 "customer_id": cid,
                 "status": "scored" if choice.when is not None else "no_slot",
@@ -90,15 +108,15 @@ class Scorer:
         }
 
 
-def load_scorer(settings) -> Scorer:
-    from features.build import load_online_profiles
+def load_scorer(config: ServingConfig, build: OnlineBuild | None = None) -> Scorer:
+    """The champions over `build` (default: the latest feature build, read now); refuses champions
+    trained under another identity configuration than the build's (`serving.champions.check_identity`)."""
+    from features.build import load_online_build
     from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
-    from serving.champions import load_champion
+    from serving.champions import check_identity, load_champion
 
-    profiles, _ = load_online_profiles(settings)
-    return Scorer(
-        load_champion(settings, PROPENSITY_MODEL),
-        load_champion(settings, SEND_TIME_MODEL),
-        profiles,
-        settings,
-    )
+    build = build or load_online_build(config.store_path)
+    champions = [load_champion(config.tracking, name) for name in (PROPENSITY_MODEL, SEND_TIME_MODEL)]
+    for champion in champions:
+        check_identity(champion, build.config, "the latest feature build")
+    return Scorer(*champions, build.profiles, config.min_events_to_score, config.send_time)

@@ -82,9 +82,10 @@ class NextProductsResponse(BaseModel):
 @bentoml.service(name="nhip", traffic={"timeout": 30}, workers=1)
 class Nhip:
     def __init__(self) -> None:
-        self.settings = get_settings()
-        self.scorer = load_scorer(self.settings)
-        self.recommender = Recommender(self.settings)
+        # The service's start is an entry point: the one place it reads the settings.
+        config = get_settings().serving
+        self.scorer = load_scorer(config)
+        self.recommender = Recommender(config.store_path, config.vectors)
 
     @bentoml.api(route="/propensity")
     def propensity(self, customer_ids: list[str]) -> PropensityResponse:

@@ -7,6 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from features.identity.graph import IdentityConfig
+from models.send_time import QuietHours
+from nhip.settings import Settings
+
+# The identity configuration a workspace gets by default (NHIP_IDENTITY_MAX_LINKS unset), for tests that
+# call library functions directly.
+IDENTITY = IdentityConfig(max_links=Settings.model_fields["identity_max_links"].default)
+# The default quiet hours (NHIP_QUIET_START / NHIP_QUIET_END unset), 21:30–08:00.
+QUIET = QuietHours.parse(Settings.model_fields["quiet_start"].default, Settings.model_fields["quiet_end"].default)
+
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
@@ -43,3 +53,12 @@ TINY_EVENTS = [
     {"event_id": "z3", "ts": "2026-03-03T20:30:00+07:00", "channel": "zalo_oa", "type": "message_opened",
      "zalo_user_id": "z-minh", "message_id": "m1", "campaign_id": "c1"},
 ]
+
+
+def profiles_at(con, as_of):
+    """The wide profiles at `as_of`, customers resolved with the default identity configuration."""
+    from features.identity.events import resolve_events
+    from features.profile.wide import build_profiles
+
+    with resolve_events(con, as_of, IDENTITY) as events:
+        return build_profiles(events)

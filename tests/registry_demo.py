@@ -64,8 +64,8 @@ def _build(root: Path) -> TrainedDemo:
     settings.ensure_dirs()
     ingest_file(early, settings.store_path)
     for as_of in PROPENSITY_AS_OFS:
-        train_propensity(settings, parse_as_of(as_of), horizon_days=30)
-    train_send_time(settings, parse_as_of(SEND_TIME_AS_OF))
+        train_propensity(settings.training, parse_as_of(as_of), horizon_days=30)
+    train_send_time(settings.training, parse_as_of(SEND_TIME_AS_OF))
     return demo
 
 

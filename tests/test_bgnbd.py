@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
+from features.identity.events import resolve_events
 from features.ingest.importer import ingest_file
 from features.profile.repeat_purchases import bgnbd_features, purchase_summary
 from features.store import open_store
 from models.bgnbd import BGNBD, log_likelihood, simulate
 from nhip.clock import parse_as_of
-from tests.conftest import write_jsonl
+from tests.conftest import IDENTITY, write_jsonl
 
 PARAMS = (0.243, 4.414, 0.793, 2.426)  # Fader, Hardie & Lee (2005), CDNOW sample, weeks
 CUSTOMERS = [(0, 0.0, 38.86), (1, 1.71, 38.86), (2, 30.43, 38.86), (7, 29.0, 32.0), (3, 5.0, 30.0)]
@@ -194,7 +195,8 @@ def test_purchase_summary_counts_purchase_days(workspace, tmp_path):
     ingest_file(write_jsonl(tmp_path / "p.jsonl", rows), workspace.store_path)
     as_of = parse_as_of("2026-04-01")
     with open_store(workspace.store_path, read_only=True) as con:
-        summary = purchase_summary(con, as_of)
+        with resolve_events(con, as_of, IDENTITY) as events:
+            summary = purchase_summary(events)
     assert len(summary) == 2
     kh1 = summary[summary["frequency"] == 2].iloc[0]
     assert kh1["recency"] == 20.0  # 1 → 21 March
@@ -214,10 +216,12 @@ def test_bgnbd_features_ignore_later_events(workspace, tmp_path):
     ingest_file(write_jsonl(tmp_path / "a.jsonl", rows), workspace.store_path)
     as_of = parse_as_of("2026-02-15")
     with open_store(workspace.store_path, read_only=True) as con:
-        before = bgnbd_features(con, as_of, 30)
+        with resolve_events(con, as_of, IDENTITY) as events:
+            before = bgnbd_features(events, 30)
     later = [_purchase(10_000 + i, "2026-02-20T10:00:00+07:00", f"C{i}") for i in range(80)]
     ingest_file(write_jsonl(tmp_path / "b.jsonl", later), workspace.store_path)
     with open_store(workspace.store_path, read_only=True) as con:
-        after = bgnbd_features(con, as_of, 30)
+        with resolve_events(con, as_of, IDENTITY) as events:
+            after = bgnbd_features(events, 30)
     assert before.notna().all().all() and len(before) == 80
     pd.testing.assert_frame_equal(before, after)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from features.store import open_store
 from nhip.cli import app
+from tests.conftest import IDENTITY
 from training import cdnow
 
 LINES = """ customer_id  date number_of_cds  dollar_value
@@ -133,7 +134,7 @@ def test_evaluate_cdnow_command_without_lifetimes(workspace, tmp_path, monkeypat
 def test_model_beats_bgnbd_on_the_full_cdnow_split(installed, tmp_path):
     """The propensity model against BG/NBD on Fader, Hardie & Lee's split: better AUC and PR-AUC than
     both BG/NBD rankings (P(any purchase) and expected purchases)."""
-    table = cdnow.evaluate_cdnow(tmp_path / "cd").table
+    table = cdnow.evaluate_cdnow(tmp_path / "cd", IDENTITY).table
     for metric in ("auc", "pr_auc"):
         assert table.loc["model", metric] > table.loc["bgnbd", metric]
         assert table.loc["model", metric] > table.loc["bgnbd_expected", metric]

@@ -24,7 +24,7 @@ def collector(workspace, monkeypatch):
     from nhip.settings import get_settings
 
     settings = get_settings()
-    with TestClient(create_app(settings, max_batch=50)) as client:
+    with TestClient(create_app(settings.collector, max_batch=50)) as client:
         client.settings = settings
         yield client
 
@@ -48,7 +48,7 @@ def _balanced(answer, sent):
 
 def test_refuses_to_start_without_a_key(workspace):
     with pytest.raises(CollectorConfigError, match="NHIP_COLLECTOR_API_KEY"):
-        create_app(workspace)
+        create_app(workspace.collector)
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": KEY + "x"}, {"X-API-Key": ""}])
@@ -126,7 +126,7 @@ def test_body_size_limit(workspace, monkeypatch):
     monkeypatch.setenv("NHIP_COLLECTOR_API_KEY", KEY)
     from nhip.settings import get_settings
 
-    with TestClient(create_app(get_settings(), max_body_bytes=1000)) as client:
+    with TestClient(create_app(get_settings().collector, max_body_bytes=1000)) as client:
         response = client.post("/events", content=json.dumps(TINY_EVENTS * 5), headers=AUTH)
     assert response.status_code == 413
 

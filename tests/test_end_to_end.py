@@ -96,7 +96,7 @@ def test_a_trained_model_ranks_an_active_buyer_above_a_silent_customer(pipeline)
     from models.names import PROPENSITY_MODEL
     from serving.champions import load_champion
 
-    model = load_champion(pipeline["settings"], PROPENSITY_MODEL).model
+    model = load_champion(pipeline["settings"].tracking, PROPENSITY_MODEL).model
     common = dict.fromkeys(model.features_, 0.0)
     active = {**common, "tenure_days": 150, "recency_days": 0.5, "purchase_recency_days": 3,
               "n_purchases": 6, "n_purchases_30d": 2, "n_purchases_90d": 4, "monetary_total": 3e6,
@@ -139,7 +139,7 @@ def test_service_over_http_matches_the_models_in_process(pipeline):
             time.sleep(0.5)
         assert httpx.get(f"{base}/healthz").status_code == 200
 
-        scorer = load_scorer(pipeline["settings"])
+        scorer = load_scorer(pipeline["settings"].serving)
         ids = [*scorer.profiles.index[:5], "c_unknown"]
         got = httpx.post(f"{base}/propensity", json={"customer_ids": ids}, timeout=30).json()
         assert got["model_version"] == scorer.versions()["propensity"]

@@ -25,7 +25,7 @@ def lan_and_minh(workspace, tmp_path):
         handle.write(json.dumps({"ts": "hôm qua", "channel": "sms", "type": "message_sent",
                                  "phone": "(+84) 912.345.678"}) + "\n")
     ingest_file(path, workspace.store_path)
-    build_features(workspace, parse_as_of("2026-03-10"))
+    build_features(workspace.store_path, parse_as_of("2026-03-10"), workspace.identity, workspace.vectors)
     return workspace
 
 
@@ -44,7 +44,7 @@ def _duckdb_text(settings) -> str:
 def _qdrant_customers(settings) -> set[str]:
     from features.vectors.qdrant import collection_behind, open_qdrant
 
-    client = open_qdrant(settings)
+    client = open_qdrant(settings.vectors)
     try:
         points, _ = client.scroll(collection_behind(client, "profiles"), limit=1000, with_payload=True)
         return {p.payload["customer_id"] for p in points}

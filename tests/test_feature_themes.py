@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.identity.events import resolve_events
 from features.ingest.importer import ingest_file
 from features.profile.activity import activity_by_hour
-from nhip.clock import HOURS_PER_WEEK
 from features.profile.affinities import category_affinity, product_affinity
 from features.profile.feature_lists import PROFILE_V2, PROPENSITY_V1, PROPENSITY_V2
 from features.profile.wide import build_profiles
 from features.store import open_store
-from nhip.clock import parse_as_of
-from tests.conftest import write_jsonl
+from nhip.clock import HOURS_PER_WEEK, parse_as_of
+from tests.conftest import IDENTITY, profiles_at, write_jsonl
 
 AS_OF = parse_as_of("2026-03-10")
 PHONE = "0912345678"
@@ -79,7 +79,7 @@ def store(workspace, tmp_path):
 @pytest.fixture
 def profile(store):
     with open_store(store, read_only=True) as con:
-        profiles = build_profiles(con, AS_OF)
+        profiles = profiles_at(con, AS_OF)
     return profiles[profiles["n_messages_sent_30d"] > 0].iloc[0]
 
 
@@ -141,9 +141,9 @@ def test_affinities_wide(profile):
 
 
 def test_affinity_long_tables(store):
-    with open_store(store, read_only=True) as con:
-        categories = category_affinity(con, AS_OF)
-        products = product_affinity(con, AS_OF)
+    with open_store(store, read_only=True) as con, resolve_events(con, AS_OF, IDENTITY) as events:
+        categories = category_affinity(events)
+        products = product_affinity(events)
     assert len(categories) == 3  # Lan's two, Minh's one
     lan_id = categories.loc[categories["n_interactions"] == 4, "customer_id"].iloc[0]
     mine = categories[categories["customer_id"] == lan_id]
@@ -158,9 +158,9 @@ def _hour_of_week(day: int, hour: int) -> int:
 
 
 def test_activity_by_hour_peaks_at_the_local_hour(store):
-    with open_store(store, read_only=True) as con:
-        activity = activity_by_hour(con, AS_OF)
-        raw = activity_by_hour(con, AS_OF, smoothing=(1.0,))
+    with open_store(store, read_only=True) as con, resolve_events(con, AS_OF, IDENTITY) as events:
+        activity = activity_by_hour(events)
+        raw = activity_by_hour(events, smoothing=(1.0,))
     lan_rows = activity[activity["n_events"].gt(0) & activity["customer_id"].isin(
         activity.loc[activity["channel"] == "web", "customer_id"])]
     web = lan_rows[lan_rows["channel"] == "web"].iloc[0]
@@ -184,9 +184,9 @@ def test_activity_by_hour_peaks_at_the_local_hour(store):
 
 def test_future_events_change_no_theme(store, workspace, tmp_path):
     def everything():
-        with open_store(store, read_only=True) as con:
-            return (build_profiles(con, AS_OF), activity_by_hour(con, AS_OF),
-                    category_affinity(con, AS_OF), product_affinity(con, AS_OF))
+        with open_store(store, read_only=True) as con, resolve_events(con, AS_OF, IDENTITY) as events:
+            return (build_profiles(events), activity_by_hour(events),
+                    category_affinity(events), product_affinity(events))
 
     before = everything()
     ingest_file(write_jsonl(tmp_path / "future.jsonl", FUTURE), workspace.store_path)

@@ -15,15 +15,15 @@ from typer.testing import CliRunner
 
 from features.build import build_features
 from features.identity.changes import identity_changes
-from features.identity.events import register_resolved_events
+from features.identity.events import resolve_events, resolved_events
 from features.identity.explain import explain, format_explanation
-from features.identity.graph import customer_id_for, resolve, resolve_graph
+from features.identity.graph import IdentityConfig, customer_id_for, resolve_graph
 from features.identity.reports import customer_attributes, set_aside_report
 from features.ingest.importer import ingest_file
 from features.store import open_store
 from nhip.cli import app
 from nhip.clock import parse_as_of
-from tests.conftest import TINY_EVENTS, write_jsonl
+from tests.conftest import IDENTITY, TINY_EVENTS, write_jsonl
 
 HOTLINE = "(028) 3930 6868"
 HOTLINE_E164 = "+842839306868"
@@ -40,9 +40,9 @@ def at(day: int, hour: int = 10) -> str:
     return f"2026-03-{day:02d}T{hour:02d}:00:00+07:00"
 
 
-def resolution_of(store: Path, as_of=END, **kwargs):
+def resolution_of(store: Path, as_of=END, max_links: int = IDENTITY.max_links):
     with open_store(store, read_only=True) as con:
-        return resolve_graph(con, as_of, **kwargs)
+        return resolve_graph(con, as_of, IdentityConfig(max_links))
 
 
 def customers_by_value(resolution) -> dict[str, str]:
@@ -92,8 +92,8 @@ def test_a_hotline_typed_into_many_orders_is_set_aside_not_merged(store):
     with open_store(store, read_only=True) as con:
         report = set_aside_report(con, res).set_index("id_value")
         assert report.loc[HOTLINE_E164, "unresolved_events"] == 1
-        register_resolved_events(con, END, res.identity)
-        events = con.execute("SELECT event_id, customer_id FROM resolved_events").df().set_index("event_id")
+        with resolved_events(con, res) as resolved:
+            events = con.execute(f"SELECT event_id, customer_id FROM {resolved.source}").df().set_index("event_id")
     # The till sale's first identifier is the hotline: it still belongs to the card's customer.
     assert events.loc["till3", "customer_id"] == by_value["KH3"]
     assert "only" not in events.index  # nothing but the hotline: nobody's
@@ -188,8 +188,8 @@ def test_a_merge_keeps_the_older_customer_id(store):
 def test_builds_record_merges_with_the_link_that_caused_them(workspace, tmp_path):
     store = workspace.store_path
     ingest(store, TWO_THEN_ONE + LINKS, "merge")
-    build_features(workspace, parse_as_of("2026-03-04"), with_vectors=False)
-    build_features(workspace, parse_as_of("2026-03-07"), with_vectors=False)
+    build_features(workspace.store_path, parse_as_of("2026-03-04"), IDENTITY, None)
+    build_features(workspace.store_path, parse_as_of("2026-03-07"), IDENTITY, None)
     with open_store(store, read_only=True) as con:
         merges = con.execute("SELECT * FROM identity_merges").df()
         closing = con.execute("SELECT event_key FROM events WHERE event_id = 'l2'").fetchone()[0]
@@ -210,7 +210,7 @@ def test_builds_record_merges_with_the_link_that_caused_them(workspace, tmp_path
     # A rebuild with unrelated data records nothing and renames nobody.
     ingest(store, [{"event_id": "x", "ts": at(2), "channel": "sms", "type": "message_sent",
                     "phone": "0987654321"}], "unrelated")
-    build_features(workspace, parse_as_of("2026-03-07"), with_vectors=False)
+    build_features(workspace.store_path, parse_as_of("2026-03-07"), IDENTITY, None)
     with open_store(store, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM identity_merges").fetchone()[0] == 1
         ids = con.execute("SELECT DISTINCT customer_id FROM identity_map").df()["customer_id"]
@@ -220,8 +220,8 @@ def test_builds_record_merges_with_the_link_that_caused_them(workspace, tmp_path
 def test_builds_record_splits_when_the_guard_starts_to_apply(workspace):
     store = workspace.store_path
     ingest(store, shoppers(7), "split")
-    build_features(workspace, parse_as_of("2026-03-04T23:00"), with_vectors=False)
-    build_features(workspace, parse_as_of("2026-03-09"), with_vectors=False)
+    build_features(workspace.store_path, parse_as_of("2026-03-04T23:00"), IDENTITY, None)
+    build_features(workspace.store_path, parse_as_of("2026-03-09"), IDENTITY, None)
     with open_store(store, read_only=True) as con:
         changes = con.execute("SELECT * FROM identity_merges ORDER BY absorbed_customer_id").df()
         set_aside = con.execute("SELECT id_value FROM identity_set_aside").df()["id_value"]
@@ -318,7 +318,8 @@ def test_cli_export_writes_the_audit_contract(tiny, tmp_path):
 
 def test_merging_keeps_every_name_with_its_source_and_time(tiny):
     with open_store(tiny, read_only=True) as con:
-        attributes = customer_attributes(con, END)
+        with resolve_events(con, END, IDENTITY) as events:
+            attributes = customer_attributes(events)
     names = attributes[attributes["attribute"] == "name"].set_index("value")
     assert {"Nguyễn Thị Lan", "Lan Nguyễn"} <= set(names.index)
     assert names.loc["Nguyễn Thị Lan", "customer_id"] == names.loc["Lan Nguyễn", "customer_id"]
@@ -410,6 +411,6 @@ def test_resolution_as_of_a_date_ignores_everything_after_it(rows, day):
 def test_resolve_keeps_its_contract(store):
     ingest(store, TINY_EVENTS, "contract")
     with open_store(store, read_only=True) as con:
-        identity = resolve(con, END)
+        identity = resolve_graph(con, END, IDENTITY).identity
     assert list(identity.columns) == ["id_type", "id_value", "customer_id", "first_seen"]
     assert identity["first_seen"].max() <= END + timedelta(0)

@@ -22,12 +22,12 @@ def test_the_cli_starts_without_loading_heavy_libraries():
 
 def test_importing_settings_creates_nothing(tmp_path):
     home = tmp_path / "home"
-    code = "from nhip.settings import get_settings; s = get_settings(); s.store_path; s.tracking_uri"
+    code = "from nhip.settings import get_settings; s = get_settings(); s.store_path; s.tracking.uri"
     subprocess.run([sys.executable, "-c", code], check=True, env={"NHIP_HOME": str(home), "PATH": ""})
     assert not home.exists()
 
 
 def test_every_command_runs_without_loading_model_libraries_up_front():
-    # _run wraps every command; catching training errors must not import LightGBM or scikit-learn.
-    loaded = _modules_after("import nhip.cli as cli; cli._run(lambda: None)")
+    # handled wraps every command; catching training errors must not import LightGBM or scikit-learn.
+    loaded = _modules_after("import nhip.cli as cli; cli.handled(lambda: None)()")
     assert not loaded & {"lightgbm", "sklearn", "mlflow", "bentoml", "torch"}

@@ -7,6 +7,7 @@ import pytest
 from models.propensity import UNSCORED, PropensityModel, bucket_for, score_profiles
 from models.send_time import SendTimeModel
 from nhip.clock import hour_of_week
+from tests.conftest import QUIET
 from training.evaluate import expected_calibration_error
 
 TZ = "Asia/Ho_Chi_Minh"
@@ -71,8 +72,8 @@ def test_send_time_learns_each_customers_hour():
     model = SendTimeModel().fit(_sends())
     start = pd.Timestamp("2026-04-01 08:00", tz=TZ)
     end = start + pd.Timedelta(hours=24)
-    evening, _, source = model.best_time("evening", "zalo_oa", start, end)
-    morning, _, _ = model.best_time("morning", "zalo_oa", start, end)
+    evening, _, source = model.best_time("evening", "zalo_oa", start, end, QUIET)
+    morning, _, _ = model.best_time("morning", "zalo_oa", start, end, QUIET)
     assert source == "customer"
     assert abs(evening.hour - 20) <= 1
     assert abs(morning.hour - 9) <= 1
@@ -93,8 +94,8 @@ def test_send_time_never_picks_quiet_hours():
     model = SendTimeModel().fit(_sends())
     start = pd.Timestamp("2026-04-01 00:00", tz=TZ)
     for hours in (6, 24, 72):
-        when, _, _ = model.best_time("evening", "zalo_oa", start, start + pd.Timedelta(hours=hours))
+        when, _, _ = model.best_time("evening", "zalo_oa", start, start + pd.Timedelta(hours=hours), QUIET)
         if when is not None:
             assert time(8, 0) <= when.time() < time(21, 30)
     night = pd.Timestamp("2026-04-01 22:00", tz=TZ)
-    assert model.best_time("evening", "zalo_oa", night, night + pd.Timedelta(hours=9))[0] is None
+    assert model.best_time("evening", "zalo_oa", night, night + pd.Timedelta(hours=9), QUIET)[0] is None

@@ -2,13 +2,13 @@
 import pandas as pd
 import pytest
 
-from features.identity.graph import resolve
+from features.identity.events import resolve_events
+from features.identity.graph import resolve_graph
 from features.ingest.importer import ingest_file
 from features.profile.labels import purchase_labels
-from features.profile.wide import build_profiles
 from features.store import open_store
 from nhip.clock import parse_as_of
-from tests.conftest import TINY_EVENTS, write_jsonl
+from tests.conftest import IDENTITY, TINY_EVENTS, profiles_at, write_jsonl
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def store(workspace, tmp_path):
 
 def test_identifiers_of_one_person_resolve_to_one_customer(store):
     with open_store(store, read_only=True) as con:
-        identity = resolve(con, parse_as_of("2026-04-01"))
+        identity = resolve_graph(con, parse_as_of("2026-04-01"), IDENTITY).identity
     by_value = identity.set_index("id_value")["customer_id"]
     lan = {by_value[v] for v in ("anon-lan", "lan.nguyen@example.com", "KH001", "+84912345678", "z-lan")}
     assert len(lan) == 1
@@ -30,25 +30,25 @@ def test_identifiers_of_one_person_resolve_to_one_customer(store):
 def test_links_seen_after_as_of_do_not_merge(store):
     # At 2026-03-01 17:00 the POS sale (18:00) that links the phone to the email has not happened.
     with open_store(store, read_only=True) as con:
-        identity = resolve(con, parse_as_of("2026-03-01T17:00"))
+        identity = resolve_graph(con, parse_as_of("2026-03-01T17:00"), IDENTITY).identity
     assert set(identity["id_value"]) == {"anon-lan", "lan.nguyen@example.com"}
     assert identity["customer_id"].nunique() == 1
 
 
 def test_customer_id_is_stable_when_unrelated_data_arrives(store, workspace, tmp_path):
     with open_store(store, read_only=True) as con:
-        before = resolve(con, parse_as_of("2026-04-01")).set_index("id_value")["customer_id"]
+        before = resolve_graph(con, parse_as_of("2026-04-01"), IDENTITY).identity.set_index("id_value")["customer_id"]
     extra = [{"event_id": "x", "ts": "2026-02-01T08:00:00+07:00", "channel": "sms", "type": "message_sent",
               "phone": "0987654321"}]
     ingest_file(write_jsonl(tmp_path / "x.jsonl", extra), workspace.store_path)
     with open_store(store, read_only=True) as con:
-        after = resolve(con, parse_as_of("2026-04-01")).set_index("id_value")["customer_id"]
+        after = resolve_graph(con, parse_as_of("2026-04-01"), IDENTITY).identity.set_index("id_value")["customer_id"]
     assert after.reindex(before.index).equals(before)
 
 
 def test_profile_values(store):
     with open_store(store, read_only=True) as con:
-        profiles = build_profiles(con, parse_as_of("2026-03-05"))
+        profiles = profiles_at(con, parse_as_of("2026-03-05"))
     lan = profiles[profiles["n_purchases"] == 1].iloc[0]
     assert lan["monetary_total"] == 1_200_000
     assert lan["consent_zalo_oa"]
@@ -64,7 +64,7 @@ def test_profile_values(store):
 def test_future_events_change_no_feature_and_no_customer(store, workspace, tmp_path):
     as_of = parse_as_of("2026-03-02T12:00")
     with open_store(store, read_only=True) as con:
-        before = build_profiles(con, as_of)
+        before = profiles_at(con, as_of)
     future = [
         {"event_id": "f1", "ts": "2026-03-02T12:00:01+07:00", "channel": "pos", "type": "purchase",
          "phone": "0912345678", "zalo_user_id": "z-minh", "amount": 500000},
@@ -73,8 +73,9 @@ def test_future_events_change_no_feature_and_no_customer(store, workspace, tmp_p
     ]
     ingest_file(write_jsonl(tmp_path / "f.jsonl", future), workspace.store_path)
     with open_store(store, read_only=True) as con:
-        after = build_profiles(con, as_of)
-        labels = purchase_labels(con, as_of, horizon_days=30)
+        after = profiles_at(con, as_of)
+        with resolve_events(con, as_of, IDENTITY) as events:
+            labels = purchase_labels(events, horizon_days=30)
     pd.testing.assert_frame_equal(before, after)
     # The future sale links Minh's Zalo id to Lan's phone; as of as_of they are still two people,
     # and the label goes to both through identifiers each already had.
@@ -96,8 +97,8 @@ def test_consent_latest_event_wins_per_channel(workspace, tmp_path):
     ]
     ingest_file(write_jsonl(tmp_path / "c.jsonl", rows), workspace.store_path)
     with open_store(workspace.store_path, read_only=True) as con:
-        early = build_profiles(con, parse_as_of("2026-03-02T12:00")).iloc[0]
-        late = build_profiles(con, parse_as_of("2026-03-10")).iloc[0]
+        early = profiles_at(con, parse_as_of("2026-03-02T12:00")).iloc[0]
+        late = profiles_at(con, parse_as_of("2026-03-10")).iloc[0]
     assert not early["consent_email"] and early["consent_zalo_oa"] and early["consent_sms"]
     assert late["consent_email"] and not late["consent_zalo_oa"] and not late["consent_sms"]
     assert not late["consent_facebook"]  # never asked: no consent
@@ -105,7 +106,7 @@ def test_consent_latest_event_wins_per_channel(workspace, tmp_path):
 
 def test_no_sends_means_no_open_rate(store):
     with open_store(store, read_only=True) as con:
-        profiles = build_profiles(con, parse_as_of("2026-03-05"))
+        profiles = profiles_at(con, parse_as_of("2026-03-05"))
     lan = profiles[profiles["n_purchases"] == 1].iloc[0]
     assert pd.isna(lan["open_rate_90d"])  # Lan was never sent a message
 
@@ -115,5 +116,5 @@ def test_consent_revocation_wins_a_tie(workspace, tmp_path):
              "phone": "0912345678"} for i, kind in enumerate(["consent_granted", "consent_revoked"])]
     ingest_file(write_jsonl(tmp_path / "t.jsonl", rows), workspace.store_path)
     with open_store(workspace.store_path, read_only=True) as con:
-        profile = build_profiles(con, parse_as_of("2026-03-10")).iloc[0]
+        profile = profiles_at(con, parse_as_of("2026-03-10")).iloc[0]
     assert not profile["consent_sms"]

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.identity.events import resolve_events
 from features.ingest.importer import ingest_file
 from features.profile.feature_lists import PROPENSITY_V1, PROPENSITY_V3, WINDOW_FEATURE
 from features.profile.labels import purchase_labels
 from features.profile.training_sets import training_set
-from features.profile.wide import build_profiles
 from features.store import open_store
 from nhip.clock import parse_as_of
 from synthetic.demo_shop import generate, write
-from tests.conftest import write_jsonl
+from tests.conftest import IDENTITY, profiles_at, write_jsonl
 from training.errors import NotEnoughDataError
 from training.propensity import build_rows, fit_propensity, plan_snapshots
 
@@ -75,15 +75,16 @@ def test_a_history_too_short_for_two_snapshots_is_refused(shop):
 
 def test_a_label_window_past_the_cutoff_is_an_error(shop):
     with open_store(shop, read_only=True) as con, pytest.raises(ValueError, match="label cutoff"):
-        training_set(con, [SHORT_AS_OF - timedelta(days=10)], 30, PROPENSITY_V1,
+        training_set(con, [SHORT_AS_OF - timedelta(days=10)], 30, PROPENSITY_V1, IDENTITY,
                      label_cutoff=SHORT_AS_OF)
 
 
 def test_labels_are_the_purchases_in_the_window(shop):
     as_of = parse_as_of("2026-07-01")
     with open_store(shop, read_only=True) as con:
-        rows = training_set(con, [as_of], 30, PROPENSITY_V1).set_index("customer_id")
-        expected = purchase_labels(con, as_of, 30).reindex(rows.index).fillna(0).astype(int)
+        rows = training_set(con, [as_of], 30, PROPENSITY_V1, IDENTITY).set_index("customer_id")
+        with resolve_events(con, as_of, IDENTITY) as events:
+            expected = purchase_labels(events, 30).reindex(rows.index).fillna(0).astype(int)
     assert (rows["label"] == expected).all()
     assert rows["label"].sum() > 20
 
@@ -110,12 +111,12 @@ def test_short_history_training_reads_nothing_after_the_cutoff(shop_copy, tmp_pa
     the cutoff exist; only the test snapshot's labels, which are meant to, see them."""
     with open_store(shop_copy, read_only=True) as con:
         plan = plan_snapshots(con, SHORT_AS_OF, SHORT_H)
-        before = build_rows(con, plan, PROPENSITY_V3)
+        before = build_rows(con, plan, PROPENSITY_V3, IDENTITY)
         future = _future_purchases(con, SHORT_AS_OF)
     ingest_file(write_jsonl(tmp_path / "future.jsonl", future), shop_copy)
     with open_store(shop_copy, read_only=True) as con:
         assert plan_snapshots(con, SHORT_AS_OF, SHORT_H) == plan
-        after = build_rows(con, plan, PROPENSITY_V3)
+        after = build_rows(con, plan, PROPENSITY_V3, IDENTITY)
     fitted = [*plan.train, *plan.calibration]
     pd.testing.assert_frame_equal(before[before["as_of"].isin(fitted)].reset_index(drop=True),
                                   after[after["as_of"].isin(fitted)].reset_index(drop=True))
@@ -125,8 +126,8 @@ def test_short_history_training_reads_nothing_after_the_cutoff(shop_copy, tmp_pa
 
 def test_short_history_model_predicts_for_the_full_horizon(shop):
     with open_store(shop, read_only=True) as con:
-        result = fit_propensity(con, SHORT_AS_OF, SHORT_H, min_events=3, step_days=7)
-        profiles = build_profiles(con, SHORT_AS_OF)
+        result = fit_propensity(con, SHORT_AS_OF, SHORT_H, min_events=3, identity=IDENTITY, step_days=7)
+        profiles = profiles_at(con, SHORT_AS_OF)
     model = result.model
     assert result.plan.short_history and WINDOW_FEATURE in model.features_
     scored = profiles[profiles["n_events"] >= 3]
@@ -143,9 +144,8 @@ def test_short_history_model_predicts_for_the_full_horizon(shop):
 
 def test_every_evaluation_carries_the_baselines(shop):
     with open_store(shop, read_only=True) as con:
-        result = fit_propensity(con, LONG_AS_OF, LONG_H, min_events=3)
+        result = fit_propensity(con, LONG_AS_OF, LONG_H, min_events=3, identity=IDENTITY)
     assert not result.plan.short_history and WINDOW_FEATURE not in result.model.features_
-    assert result.baseline_metrics is result.baselines["recency"]
     assert set(result.baselines) == {"recency", "bgnbd", "bgnbd_expected"}
     bgnbd = result.baselines["bgnbd"]
     for metric in ("auc", "pr_auc", "lift_top_decile", "brier", "log_loss", "ece"):

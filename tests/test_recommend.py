@@ -53,7 +53,7 @@ def shop(tmp_path_factory):
 
     settings = get_settings()
     ingest_file(write_jsonl(home / "events.jsonl", EVENTS), settings.store_path)
-    build_features(settings, parse_as_of("2026-03-31"))
+    build_features(settings.store_path, parse_as_of("2026-03-31"), settings.identity, settings.vectors)
     yield settings
     mp.undo()
 
@@ -108,7 +108,7 @@ def test_the_service_recommender_answers_and_says_when_a_writer_holds_the_store(
 
     from serving.recommender import Recommender, StoreBusy
 
-    recommender = Recommender(shop)
+    recommender = Recommender(shop.store_path, shop.vectors)
     try:
         answer = recommender.lookalike([AN], k=2, channel="zalo_oa", id_type=None)
         assert answer["customers"][0]["customer_id"] == _customer(shop, BINH)

@@ -113,7 +113,7 @@ def test_the_champion_history_is_a_stack_that_rollbacks_pop():
 
 
 def _run(settings, name, version):
-    mlflow_client = client(settings)
+    mlflow_client = client(settings.tracking)
     return mlflow_client.get_run(mlflow_client.get_model_version(name, version).run_id)
 
 
@@ -132,17 +132,17 @@ def test_each_run_logs_its_data_fingerprint_plots_report_and_a_signed_model(trai
     # Version 2 was compared with version 1 on version 2's own test snapshot.
     assert "champion_auc" in metrics and "vs champion" in tags["promotion_reason"]
     artifacts = {a.path for folder in ("", "plots", "report")
-                 for a in client(settings).list_artifacts(run.info.run_id, folder or None)}
+                 for a in client(settings.tracking).list_artifacts(run.info.run_id, folder or None)}
     assert {"plots/lift.png", "plots/calibration.png", "report/propensity.html",
             "data_fingerprint.json", "features.json"} <= artifacts
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_tracking_uri(settings.tracking.uri)
     info = mlflow.models.get_model_info(f"models:/{PROPENSITY_MODEL}/2")
     assert "recency_days" in info.signature.inputs.input_names()
     assert info.saved_input_example_info is not None
 
 
 def test_every_run_is_tagged_with_the_gate_verdict(trained_demo):
-    listing = list_versions(trained_demo.settings)
+    listing = list_versions(trained_demo.settings.tracking)
     for name, rows in listing.items():
         assert rows, name
         for row in rows:
@@ -158,22 +158,22 @@ def test_every_run_is_tagged_with_the_gate_verdict(trained_demo):
 
 def test_promote_and_rollback_round_trip(trained_demo, tmp_path):
     settings = type(trained_demo.settings)(home=clone_home(trained_demo.home, tmp_path / "home"))
-    mlflow_client = client(settings)
+    mlflow_client = client(settings.tracking)
 
     def champion():
         return str(mlflow_client.get_registered_model(PROPENSITY_MODEL).aliases["champion"])
 
-    promote(settings, "propensity", "2")  # whatever the gate decided, version 2 is now the champion
-    move = promote(settings, "propensity", "1", by="lan", why="v2 over-targets")
+    promote(settings.tracking, "propensity", "2")  # whatever the gate decided, version 2 is now the champion
+    move = promote(settings.tracking, "propensity", "1", by="lan", why="v2 over-targets")
     assert (champion(), move.previous) == ("1", "2")
     assert mlflow_client.get_model_version(PROPENSITY_MODEL, "1").tags["champion.by"] == "lan"
-    assert promote(settings, "propensity", "1") is None  # already the champion: nothing recorded
-    assert rollback(settings, "propensity").version == "2" and champion() == "2"
-    assert rollback(settings, "propensity").version == "1" and champion() == "1"
+    assert promote(settings.tracking, "propensity", "1") is None  # already the champion: nothing recorded
+    assert rollback(settings.tracking, "propensity").version == "2" and champion() == "2"
+    assert rollback(settings.tracking, "propensity").version == "1" and champion() == "1"
     with pytest.raises(RegistryError, match="nothing to roll back to"):
-        rollback(settings, "propensity")
+        rollback(settings.tracking, "propensity")
     with pytest.raises(RegistryError, match=r"has no version '9' \(versions: 1, 2\)"):
-        promote(settings, "propensity", "9")
+        promote(settings.tracking, "propensity", "9")
     actions = [(m.action, m.version, m.by) for m in champion_moves(mlflow_client, PROPENSITY_MODEL)]
     assert actions[-3:] == [("promote", "1", "lan"), ("rollback", "2", actions[-1][2]),
                             ("rollback", "1", actions[-1][2])]
@@ -183,10 +183,10 @@ def test_a_send_time_champion_is_compared_only_on_sends_it_has_not_seen(trained_
     from training.runner import train_send_time
 
     settings = type(trained_demo.settings)(home=clone_home(trained_demo.home, tmp_path / "home"))
-    outcome = train_send_time(settings, parse_as_of(SEND_TIME_AS_OF))
+    outcome = train_send_time(settings.training, parse_as_of(SEND_TIME_AS_OF))
     assert not outcome.promoted
     assert "has seen the candidate's holdout sends" in outcome.reason
-    assert str(client(settings).get_registered_model(SEND_TIME_MODEL).aliases["champion"]) == "1"
+    assert str(client(settings.tracking).get_registered_model(SEND_TIME_MODEL).aliases["champion"]) == "1"
 
 
 def test_no_personal_data_in_what_training_logged(trained_demo):

@@ -13,20 +13,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from features.identity.events import resolve_events
 from features.ingest.importer import ingest_file
 from features.profile.activity import message_responses
 from features.store import open_store
 from models.send_time import (
     SOURCES,
+    QuietHours,
+    SendTimeConfig,
     SendTimeInputs,
     SendTimeModel,
     SendTimeModelV1,
-    _in_quiet_hours,
     hour_of_week,
 )
 from nhip.clock import parse_as_of
 from serving.scoring import Scorer
-from tests.conftest import write_jsonl
+from tests.conftest import IDENTITY, QUIET, write_jsonl
 from training.send_time import fit_send_time, send_time_inputs
 
 TZ = "Asia/Ho_Chi_Minh"
@@ -80,21 +82,21 @@ def _day(hour: int = 0) -> pd.Timestamp:
 
 def test_reading_hour_is_not_the_send_hour():
     model = _model()
-    when, _, source = model.best_time("owl", "zalo_oa", _day(8), _day(8) + pd.Timedelta(hours=24))
+    when, _, source = model.best_time("owl", "zalo_oa", _day(8), _day(8) + pd.Timedelta(hours=24), QUIET)
     assert source == "customer"
     assert when.hour in (19, 20, 21), "sent at 9:00 but read at 20:10: the answer is the evening"
-    lark, _, _ = model.best_time("lark", "zalo_oa", _day(8), _day(8) + pd.Timedelta(hours=24))
+    lark, _, _ = model.best_time("lark", "zalo_oa", _day(8), _day(8) + pd.Timedelta(hours=24), QUIET)
     assert lark.hour in (8, 9, 10)
     curve, _ = model.curve("owl", "zalo_oa")
     assert curve[_how(_day(20))] > 2 * curve[_how(_day(9))]
     # Version 1 credits the 9:00 send with the open, which is the confusion version 2 removes.
     v1_when, _, _ = SendTimeModelV1().fit(_sends_at_nine()).best_time(
-        "owl", "zalo_oa", _day(8), _day(8) + pd.Timedelta(hours=24))
+        "owl", "zalo_oa", _day(8), _day(8) + pd.Timedelta(hours=24), QUIET)
     assert v1_when.hour == 9
 
 
 def test_a_few_opens_are_enough():
-    when, _, source = _model().best_time("rare", "zalo_oa", _day(8), _day(8) + pd.Timedelta(hours=24))
+    when, _, source = _model().best_time("rare", "zalo_oa", _day(8), _day(8) + pd.Timedelta(hours=24), QUIET)
     assert source == "customer"
     assert when.hour in (19, 20, 21)
 
@@ -143,33 +145,34 @@ def test_curves_are_probabilities():
 def test_quiet_hours_are_never_chosen(start_hour, length, quiet_start, quiet_end, explore, customer):
     start = pd.Timestamp("2026-03-30 00:17", tz=TZ) + pd.Timedelta(hours=start_hour)
     end = start + pd.Timedelta(hours=length)
-    when, score, _ = _model().best_time(customer, "zalo_oa", start, end, quiet_start, quiet_end,
+    quiet = QuietHours(quiet_start, quiet_end)
+    when, score, _ = _model().best_time(customer, "zalo_oa", start, end, quiet,
                                         explore=explore, rng=np.random.default_rng(start_hour))
     hours = pd.date_range(start.ceil("h"), end, freq="h")
-    open_hours = [h for h in hours if not _in_quiet_hours(h.time(), quiet_start, quiet_end)]
+    open_hours = [h for h in hours if h.time() not in quiet]
     if when is None:
         assert not open_hours and score is None
     else:
         assert when in open_hours and start <= when <= end
-        assert not _in_quiet_hours(when.time(), quiet_start, quiet_end)
+        assert when.time() not in quiet
         assert 0.0 <= score <= 1.0
 
 
 def test_default_quiet_hours_are_respected():
     night = _day(22)
-    assert _model().best_time("owl", "zalo_oa", night, night + pd.Timedelta(hours=9))[0] is None
-    when, _, _ = _model().best_time("owl", "zalo_oa", _day(0), _day(0) + pd.Timedelta(hours=72))
+    assert _model().best_time("owl", "zalo_oa", night, night + pd.Timedelta(hours=9), QUIET)[0] is None
+    when, _, _ = _model().best_time("owl", "zalo_oa", _day(0), _day(0) + pd.Timedelta(hours=72), QUIET)
     assert time(8, 0) <= when.time() < time(21, 30)
 
 
 def test_thompson_exploration_tries_other_hours_reproducibly():
     model = _model()
     start, end = _day(8), _day(21)
-    greedy = model.choose("glimpse", "zalo_oa", start, end)
+    greedy = model.choose("glimpse", "zalo_oa", start, end, QUIET)
 
     def draws(seed: int) -> list:
         rng = np.random.default_rng(seed)
-        return [model.choose("glimpse", "zalo_oa", start, end, explore=True, rng=rng) for _ in range(200)]
+        return [model.choose("glimpse", "zalo_oa", start, end, QUIET, explore=True, rng=rng) for _ in range(200)]
 
     first = draws(1)
     assert [c.when for c in first] == [c.when for c in draws(1)]
@@ -179,8 +182,8 @@ def test_thompson_exploration_tries_other_hours_reproducibly():
     assert all(start <= c.when <= end and 8 <= c.when.hour <= 21 for c in first)
     assert 0.1 < np.mean([c.explored for c in first]) < 0.9
     # With plenty of own evidence the posterior is narrow: exploration stays next to the best hour.
-    owl_best = model.choose("owl", "zalo_oa", start, end).when
-    owl = [model.choose("owl", "zalo_oa", start, end, explore=True, rng=np.random.default_rng(s)).when
+    owl_best = model.choose("owl", "zalo_oa", start, end, QUIET).when
+    owl = [model.choose("owl", "zalo_oa", start, end, QUIET, explore=True, rng=np.random.default_rng(s)).when
            for s in range(100)]
     assert max(abs(w - owl_best) for w in owl) <= pd.Timedelta(hours=1)
     assert max(abs(c.when - greedy.when) for c in first) >= pd.Timedelta(hours=3)
@@ -194,7 +197,7 @@ def test_version_1_models_still_load_and_answer():
     revived = SendTimeModel.__new__(SendTimeModel)  # how a v1 champion pickled as SendTimeModel comes back
     revived.__setstate__(pickle.loads(pickle.dumps(state)))
     assert isinstance(revived, SendTimeModelV1)
-    assert revived.best_time("owl", "zalo_oa", _day(8), _day(21))[0].hour == 9
+    assert revived.best_time("owl", "zalo_oa", _day(8), _day(21), QUIET)[0].hour == 9
 
 
 # --- from the event store ------------------------------------------------------------------------------
@@ -239,8 +242,9 @@ def owl_store(workspace, tmp_path):
 
 def test_machine_opens_are_not_reads(owl_store):
     with open_store(owl_store.store_path, read_only=True) as con:
-        sends = message_responses(con, AS_OF)
-        inputs = send_time_inputs(con, AS_OF)
+        with resolve_events(con, AS_OF, IDENTITY) as events:
+            sends = message_responses(events)
+        inputs = send_time_inputs(con, AS_OF, IDENTITY)
     email = sends[sends["channel"] == "email"]
     assert len(email) == 1 and email["opened"].iloc[0] == 0
     zalo = sends[sends["channel"] == "zalo_oa"]
@@ -252,7 +256,7 @@ def test_machine_opens_are_not_reads(owl_store):
 def test_events_after_as_of_change_nothing(owl_store, tmp_path):
     def fitted():
         with open_store(owl_store.store_path, read_only=True) as con:
-            inputs = send_time_inputs(con, AS_OF)
+            inputs = send_time_inputs(con, AS_OF, IDENTITY)
         model = SendTimeModel().fit(inputs)
         customer = inputs.sends["customer_id"].iloc[0]
         return inputs, model, {c: model.curve(customer, c) for c in ("zalo_oa", "email", "sms")}
@@ -266,13 +270,13 @@ def test_events_after_as_of_change_nothing(owl_store, tmp_path):
         assert before[channel][1] == after[channel][1]
     assert np.array_equal(before_model.shop_curve("zalo_oa"), after_model.shop_curve("zalo_oa"))
     customer = before_inputs.sends["customer_id"].iloc[0]
-    when, _, source = after_model.best_time(customer, "zalo_oa", _day(8), _day(21))
+    when, _, source = after_model.best_time(customer, "zalo_oa", _day(8), _day(21), QUIET)
     assert source == "customer" and when.hour in (19, 20, 21)
 
 
 def test_fit_send_time_reports_the_holdout(owl_store):
     with open_store(owl_store.store_path, read_only=True) as con:
-        result = fit_send_time(con, AS_OF, holdout_days=5)
+        result = fit_send_time(con, AS_OF, IDENTITY, prior_strength=1.0, holdout_days=5)
     assert result.metrics["sends"] == 17
     assert set(result.holdout["ts"].dt.day) <= {15, 16, 17}
     assert isinstance(result.model, SendTimeModel) and result.model.channels_ == ("email", "zalo_oa")
@@ -280,10 +284,9 @@ def test_fit_send_time_reports_the_holdout(owl_store):
 
 def test_scorer_returns_source_and_exploration():
     profiles = pd.DataFrame({"n_events": [0, 0], "as_of": [AS_OF, AS_OF]}, index=["owl", "glimpse"])
-    config = SimpleNamespace(quiet_start="21:30", quiet_end="08:00", min_events_to_score=3,
-                             send_time_explore=False)
+    config = SendTimeConfig(prior_strength=1.0, explore=False, quiet=QUIET)
     champion = SimpleNamespace(model=_model(), label="nhip-send-time/1")
-    scorer = Scorer(SimpleNamespace(model=None, label="p/1"), champion, profiles, config,
+    scorer = Scorer(SimpleNamespace(model=None, label="p/1"), champion, profiles, 3, config,
                     rng=np.random.default_rng(3))
     start, end = "2026-04-01T00:00", "2026-04-02T00:00"
     greedy = scorer.send_time(["owl", "glimpse", "nobody"], "zalo_oa", start, end)
@@ -302,7 +305,7 @@ def test_on_the_demo_shop_v2_beats_v1_and_the_baselines():
     from benchmarks.send_time_quality import fit_on_demo, policy_table
 
     fit = fit_on_demo(customers=500, days=180, seed=3)
-    table, _ = policy_table(fit, (time(21, 30), time(8, 0)), explore=False)
+    table, _ = policy_table(fit, QUIET, explore=False)
     v2, v1 = table.loc["model v2"], table.loc["model v1 (send-hour attribution)"]
     frequent, fixed = table.loc["most frequent past open hour"], table.loc["population-best fixed hour"]
     assert v2["all"] >= 0.9

@@ -114,11 +114,11 @@ def test_server_url_switches_to_a_qdrant_client_on_that_url(workspace, monkeypat
     monkeypatch.setenv("NHIP_QDRANT_URL", "http://qdrant.internal:6333")
     from nhip.settings import get_settings
 
-    store = open_vector_store(get_settings())
+    store = open_vector_store(get_settings().vectors)
     assert isinstance(store, QdrantStore) and made == {"url": "http://qdrant.internal:6333"}
     assert not (workspace.workspace / "qdrant").exists()
 
 
 def test_without_a_build_the_snapshot_says_so(workspace):
     with pytest.raises(LookupError, match="features build"):
-        open_vector_store(workspace)
+        open_vector_store(workspace.vectors)

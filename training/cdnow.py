@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from features.identity.graph import IdentityConfig
 from features.ingest.importer import IngestReport, ingest_file
 from nhip.clock import parse_as_of
 
@@ -213,6 +214,7 @@ def comparison_table(result) -> pd.DataFrame:
 
 def evaluate_cdnow(
     work: Path,
+    identity: IdentityConfig,
     sample: int | None = None,
     seed: int = 0,
     feature_list=None,
@@ -221,7 +223,7 @@ def evaluate_cdnow(
     """Import CDNOW into `work` and evaluate the propensity model against BG/NBD and recency.
 
     Every customer in the file is a buyer, so `min_events` is 1: the cohort is scored whole, as in the
-    paper.
+    paper. Each customer has a single identifier, so `identity` changes nothing here but is the shop's.
     """
     from features.store import open_store
     from training.propensity import DEFAULT_FEATURE_LIST, fit_propensity
@@ -230,7 +232,8 @@ def evaluate_cdnow(
     as_of = parse_as_of(AS_OF)
     with open_store(imported.store_path, read_only=True) as con:
         result = fit_propensity(
-            con, as_of, HORIZON_DAYS, min_events=1, feature_list=feature_list or DEFAULT_FEATURE_LIST,
+            con, as_of, HORIZON_DAYS, min_events=1, identity=identity,
+            feature_list=feature_list or DEFAULT_FEATURE_LIST,
             observed_until=parse_as_of(OBSERVED_UNTIL), progress=progress,
         )
     return CdnowEvaluation(

@@ -16,6 +16,15 @@ from typing import Mapping, Sequence
 BUCKET_NAMES = ("High", "Medium", "Low")
 
 
+@dataclass(frozen=True)
+class GateConfig:
+    """margin: the metric a candidate must beat the champion by (NHIP_PROMOTION_MARGIN); max_ece: the
+    calibration error above which no propensity model is promoted (NHIP_MAX_ECE)."""
+
+    margin: float
+    max_ece: float
+
+
 @dataclass
 class Verdict:
     """What the gate decided for one candidate, with the numbers it compared."""

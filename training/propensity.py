@@ -13,6 +13,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features.identity.events import resolve_events
+from features.identity.graph import IdentityConfig
 from features.profile.feature_lists import PROPENSITY_V1, WINDOW_FEATURE, FeatureList
 from features.profile.repeat_purchases import bgnbd_scores, fit_bgnbd, purchase_summary
 from features.profile.training_sets import rolling_as_ofs, training_set
@@ -162,24 +164,25 @@ def build_rows(
     con: duckdb.DuckDBPyConnection,
     plan: SnapshotPlan,
     feature_list: FeatureList,
+    identity: IdentityConfig,
     progress: Callable[[datetime], None] | None = None,
 ) -> pd.DataFrame:
-    """Training, calibration and test rows of a plan.
+    """Training, calibration and test rows of a plan, customers resolved with `identity`.
 
     Training and calibration labels are read with the plan's cutoff as a hard limit (none for full
     windows, whose windows all end by the test as_of anyway); only the test snapshot looks past it.
     """
     known = [*plan.train, *plan.calibration]
     cutoff = plan.label_cutoff or plan.test
-    fitted = training_set(con, known, plan.horizon_days, feature_list, progress,
+    fitted = training_set(con, known, plan.horizon_days, feature_list, identity, progress=progress,
                           label_windows=plan.windows, label_cutoff=cutoff)
-    test = training_set(con, [plan.test], plan.horizon_days, feature_list, progress)
+    test = training_set(con, [plan.test], plan.horizon_days, feature_list, identity, progress=progress)
     return pd.concat([fitted, test], ignore_index=True)
 
 
 def bgnbd_baseline(
     con: duckdb.DuckDBPyConnection, as_of: datetime, horizon_days: int, customers: pd.Index,
-    never_bought_rate: float,
+    never_bought_rate: float, identity: IdentityConfig,
 ) -> tuple[pd.Series, pd.Series, dict[str, float]]:
     """BG/NBD's P(any purchase) and expected purchase days in the horizon for `customers`, fitted on
     the purchases up to `as_of` (no labels), and its parameters.
@@ -187,7 +190,8 @@ def bgnbd_baseline(
     BG/NBD says nothing about customers who never bought: they get `never_bought_rate` (the rate
     observed on the calibration slice) as probability and 0 expected purchases.
     """
-    summary = purchase_summary(con, as_of)
+    with resolve_events(con, as_of, identity) as events:
+        summary = purchase_summary(events)
     model = fit_bgnbd(summary)
     p_any = pd.Series(never_bought_rate, index=customers, dtype=float)
     expected = pd.Series(0.0, index=customers)
@@ -211,6 +215,7 @@ def fit_propensity(
     as_of: datetime,
     horizon_days: int,
     min_events: int,
+    identity: IdentityConfig,
     step_days: int = 14,
     feature_list: FeatureList = DEFAULT_FEATURE_LIST,
     progress: Callable[[datetime], None] | None = None,
@@ -221,10 +226,10 @@ def fit_propensity(
     recency rule and BG/NBD on the same test rows.
 
     Rows of customers below `min_events` are left out everywhere: they are `unscored` when serving, so
-    they must not flatter or drag the metrics.
+    they must not flatter or drag the metrics. Every snapshot resolves customers with `identity`.
     """
     plan = plan_snapshots(con, as_of, horizon_days, step_days, observed_until=observed_until)
-    data = build_rows(con, plan, feature_list, progress)
+    data = build_rows(con, plan, feature_list, identity, progress)
     data = data[data["n_events"] >= min_events]
     train = data[data["as_of"].isin(plan.train)]
     cal = data[data["as_of"].isin(plan.calibration)]
@@ -235,7 +240,8 @@ def fit_propensity(
         )
     features = model_features(feature_list, plan)
     model = PropensityModel(
-        features=features, feature_list=feature_list.name, horizon_days=horizon_days, **params
+        features=features, feature_list=feature_list.name, horizon_days=horizon_days,
+        window_feature=WINDOW_FEATURE if plan.short_history else None, **params
     )
     model.fit(train[list(features)], train["label"], cal[list(features)], cal["label"])
     test["score"] = model.predict_proba(test[list(features)])[:, 1]
@@ -244,7 +250,7 @@ def fit_propensity(
 
     recency = ranking_metrics(test["label"], -test["recency_days"].fillna(np.inf).to_numpy())
     p_any, expected, params_bg = bgnbd_baseline(
-        con, plan.test, horizon_days, pd.Index(test["customer_id"]), _never_bought_rate(cal))
+        con, plan.test, horizon_days, pd.Index(test["customer_id"]), _never_bought_rate(cal), identity)
     test["bgnbd_score"] = p_any.to_numpy()
     bgnbd = classification_metrics(test["label"], test["bgnbd_score"])
     bgnbd["ece"] = expected_calibration_error(test["label"], test["bgnbd_score"])

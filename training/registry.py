@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from models.names import CHAMPION_ALIAS, MODEL_NAMES, PROPENSITY_MODEL, SEND_TIME_MODEL
+from models.tracking import TrackingConfig
 from nhip.clock import to_local
-from nhip.settings import Settings
 
 MOVE_TAG_PREFIX = "champion.move."
 GATE = "training gate"  # the `by` of moves made by `nhip train` / `nhip retrain`
@@ -84,12 +84,8 @@ class VersionRow:
     moves: list[ChampionMove] = field(default_factory=list)
 
 
-def client(settings: Settings):
-    import mlflow
-
-    settings.ensure_dirs()
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    return mlflow.MlflowClient()
+def client(tracking: TrackingConfig):
+    return tracking.connect().MlflowClient()
 
 
 def model_name(key: str) -> str:
@@ -193,10 +189,10 @@ def who() -> str:
         return "unknown"
 
 
-def promote(settings: Settings, model_key: str, version: str, by: str | None = None,
+def promote(tracking: TrackingConfig, model_key: str, version: str, by: str | None = None,
             why: str = "promoted by hand") -> ChampionMove | None:
     """Move the champion alias to `version` by hand; None when it already holds it."""
-    mlflow_client = client(settings)
+    mlflow_client = client(tracking)
     name = model_name(model_key)
     known = _version_numbers(mlflow_client, name)
     if str(version) not in known:
@@ -207,10 +203,10 @@ def promote(settings: Settings, model_key: str, version: str, by: str | None = N
     return move_champion(mlflow_client, name, str(version), "promote", by or who(), why)
 
 
-def rollback(settings: Settings, model_key: str, by: str | None = None,
+def rollback(tracking: TrackingConfig, model_key: str, by: str | None = None,
              why: str = "rolled back by hand") -> ChampionMove:
     """Give the alias back to the version that held it before the current champion."""
-    mlflow_client = client(settings)
+    mlflow_client = client(tracking)
     name = model_name(model_key)
     current = current_champion_version(mlflow_client, name)
     if current is None:
@@ -230,9 +226,9 @@ def rollback(settings: Settings, model_key: str, by: str | None = None,
     return move_champion(mlflow_client, name, target, "rollback", by or who(), why)
 
 
-def list_versions(settings: Settings, model_key: str | None = None) -> dict[str, list[VersionRow]]:
+def list_versions(tracking: TrackingConfig, model_key: str | None = None) -> dict[str, list[VersionRow]]:
     """Every registered version, newest first, with what its run recorded; per registered model."""
-    mlflow_client = client(settings)
+    mlflow_client = client(tracking)
     names = [model_name(model_key)] if model_key else [PROPENSITY_MODEL, SEND_TIME_MODEL]
     listing: dict[str, list[VersionRow]] = {}
     for name in names:
@@ -297,7 +293,7 @@ def format_versions(name: str, rows: list[VersionRow]) -> list[str]:
     return lines
 
 
-def export_reports(settings: Settings, out_dir: Path, model_key: str | None = None,
+def export_reports(tracking: TrackingConfig, out_dir: Path, model_key: str | None = None,
                    version: str | None = None) -> list[Path]:
     """Copy HTML reports out of MLflow: each champion's, or one version's of one model.
 
@@ -306,7 +302,7 @@ def export_reports(settings: Settings, out_dir: Path, model_key: str | None = No
     """
     import mlflow
 
-    mlflow_client = client(settings)
+    mlflow_client = client(tracking)
     if version is not None and model_key is None:
         raise RegistryError("--version needs --model (propensity or send-time)")
     names = [model_name(model_key)] if model_key else [PROPENSITY_MODEL, SEND_TIME_MODEL]

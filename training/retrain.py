@@ -10,18 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import duckdb
 
+from features.identity.graph import IdentityConfig
 from features.profile.feature_lists import PROPENSITY_V1
 from features.profile.training_sets import training_set
 from features.store import event_time_range, fingerprint, open_store
+from features.vectors.config import VectorConfig
 from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
 from nhip.clock import parse_as_of, to_local
-from nhip.settings import Settings
 from training import registry
 from training.errors import NotEnoughDataError
+
+if TYPE_CHECKING:
+    from training.runner import TrainingConfig
 
 
 class RetrainRefused(NotEnoughDataError):
@@ -98,9 +102,10 @@ def check_new_events(con, champions: dict[str, registry.ChampionRun | None], unt
                        f"{detail} (need ≥ {minimum:,}, NHIP_RETRAIN_MIN_NEW_EVENTS)")
 
 
-def check_label_rate(con, plan: RetrainPlan, min_events: int, low: float, high: float) -> CheckResult:
+def check_label_rate(con, plan: RetrainPlan, min_events: int, low: float, high: float,
+                     identity: IdentityConfig) -> CheckResult:
     """Share of the test snapshot's scorable customers who bought within the horizon after it."""
-    rows = training_set(con, [plan.propensity_as_of], plan.horizon_days, PROPENSITY_V1)
+    rows = training_set(con, [plan.propensity_as_of], plan.horizon_days, PROPENSITY_V1, identity)
     rows = rows[rows["n_events"] >= min_events]
     if rows.empty:
         return CheckResult("label rate", False, f"no customer with ≥ {min_events} events on the "
@@ -113,24 +118,34 @@ def check_label_rate(con, plan: RetrainPlan, min_events: int, low: float, high: 
                        f"NHIP_RETRAIN_MIN_LABEL_RATE / NHIP_RETRAIN_MAX_LABEL_RATE)")
 
 
-def data_checks(settings: Settings, as_of: datetime | None, horizon_days: int
+@dataclass(frozen=True)
+class RetrainConfig:
+    """The data checks' thresholds: events since the champions' data (NHIP_RETRAIN_MIN_NEW_EVENTS) and
+    the purchase rate allowed on the test snapshot (NHIP_RETRAIN_MIN_LABEL_RATE / _MAX_LABEL_RATE)."""
+
+    min_new_events: int
+    min_label_rate: float
+    max_label_rate: float
+
+
+def data_checks(training: TrainingConfig, checks: RetrainConfig, as_of: datetime | None, horizon_days: int
                 ) -> tuple[RetrainPlan | None, list[CheckResult]]:
     """The retrain plan and every data check; the plan is None when the store is empty."""
-    with open_store(settings.store_path, read_only=True) as con:
+    with open_store(training.store_path, read_only=True) as con:
         _, last = event_time_range(con)
         if last is None:
             return None, [CheckResult("empty store", False, "the event store holds no events; "
                                       "run `nhip ingest FILE` first")]
         plan = plan_retrain(last, as_of, horizon_days)
-        mlflow_client = registry.client(settings)
+        mlflow_client = registry.client(training.tracking)
         champions = {name: registry.champion_run(mlflow_client, name)
                      for name in (PROPENSITY_MODEL, SEND_TIME_MODEL)}
-        checks = [
-            check_new_events(con, champions, plan.now, settings.retrain_min_new_events),
-            check_label_rate(con, plan, settings.min_events_to_score, settings.retrain_min_label_rate,
-                             settings.retrain_max_label_rate),
+        results = [
+            check_new_events(con, champions, plan.now, checks.min_new_events),
+            check_label_rate(con, plan, training.min_events_to_score, checks.min_label_rate,
+                             checks.max_label_rate, training.identity),
         ]
-    return plan, checks
+    return plan, results
 
 
 @dataclass
@@ -142,30 +157,31 @@ class RetrainResult:
 
 
 def retrain(
-    settings: Settings,
+    training: TrainingConfig,
+    checks: RetrainConfig,
+    vectors: VectorConfig | None,
     as_of: datetime | None = None,
     horizon_days: int = 30,
-    margin: float | None = None,
-    with_vectors: bool = True,
     step: Callable[[str], None] | None = None,
     on_checks: Callable[[RetrainPlan, list[CheckResult]], None] | None = None,
 ) -> RetrainResult:
-    """Check, rebuild features as of `now`, train both models; raise `RetrainRefused` on failed checks."""
+    """Check, rebuild features as of `now` (with vectors unless `vectors` is None), train both models;
+    raise `RetrainRefused` on failed checks. The build and both models use `training.identity`."""
     from features.build import build_features
     from training.runner import train_propensity, train_send_time
 
     step = step or (lambda _: None)
     step("checking the new data")
-    plan, checks = data_checks(settings, as_of, horizon_days)
+    plan, results = data_checks(training, checks, as_of, horizon_days)
     if on_checks and plan is not None:
-        on_checks(plan, checks)
-    failed = [c for c in checks if not c.passed]
+        on_checks(plan, results)
+    failed = [c for c in results if not c.passed]
     if failed:
         raise RetrainRefused(failed)
     step("building features")
-    summary = build_features(settings, plan.now, with_vectors=with_vectors)
+    summary = build_features(training.store_path, plan.now, training.identity, vectors)
     step("training propensity")
-    outcomes = [train_propensity(settings, plan.propensity_as_of, horizon_days, margin=margin)]
+    outcomes = [train_propensity(training, plan.propensity_as_of, horizon_days)]
     step("training send time")
-    outcomes.append(train_send_time(settings, plan.now, margin=margin))
-    return RetrainResult(plan, checks, summary.customers, outcomes)
+    outcomes.append(train_send_time(training, plan.now))
+    return RetrainResult(plan, results, summary.customers, outcomes)

@@ -13,20 +13,28 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from features.identity.graph import IdentityConfig
 from features.store import fingerprint, open_store
 from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
+from models.tracking import TrackingConfig
 from nhip.clock import to_local
-from nhip.settings import Settings
 from training import registry
 from training.evaluate import classification_metrics, expected_calibration_error
-from training.gate import Verdict, baseline_failures, decide, deltas, sanity_failures
+from training.gate import (
+    GateConfig,
+    Verdict,
+    baseline_failures,
+    decide,
+    deltas,
+    sanity_failures,
+)
 from training.propensity import fit_propensity
 from training.send_time import fit_send_time, holdout_auc, send_time_inputs
 
@@ -39,6 +47,24 @@ PIP_REQUIREMENTS = [
 # Metrics that must be finite numbers before a model may serve.
 PROPENSITY_REQUIRED = ("auc", "pr_auc", "lift_top_decile", "brier", "log_loss", "ece")
 SEND_TIME_REQUIRED = ("holdout_auc",)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """What a training run needs: the store it reads, the registry it writes, the identity
+    configuration it resolves customers with (the build's), the promotion gate, the scoring threshold
+    (NHIP_MIN_EVENTS_TO_SCORE) and the send-time pooling strength (NHIP_SEND_TIME_PRIOR_STRENGTH)."""
+
+    store_path: Path
+    tracking: TrackingConfig
+    identity: IdentityConfig
+    gate: GateConfig
+    min_events_to_score: int
+    send_time_prior_strength: float
+
+    def with_margin(self, margin: float | None) -> TrainingConfig:
+        """This configuration with the gate's margin replaced, when one is given (`--margin`)."""
+        return self if margin is None else replace(self, gate=replace(self.gate, margin=margin))
 
 
 @dataclass
@@ -58,19 +84,11 @@ class RunOutcome:
         return self.verdict.reason
 
 
-def _mlflow(settings: Settings):
-    import mlflow
-
-    settings.ensure_dirs()
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    return mlflow
-
-
-def _experiment(mlflow, settings: Settings, name: str) -> str:
+def _experiment(mlflow, tracking: TrackingConfig, name: str) -> str:
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
-    location = None if settings.mlflow_uri else f"{settings.artifact_root}/{name}"
+    location = f"{tracking.artifact_root}/{name}" if tracking.artifact_root else None
     return mlflow.create_experiment(name, artifact_location=location)
 
 
@@ -146,36 +164,34 @@ def _propensity_champion_metrics(mlflow, champion, test: pd.DataFrame, as_of: da
 
 
 def train_propensity(
-    settings: Settings,
+    config: TrainingConfig,
     as_of: datetime,
     horizon_days: int,
     step_days: int = 14,
-    margin: float | None = None,
     progress: Callable[[datetime], None] | None = None,
 ) -> RunOutcome:
+    """Fit the propensity model tested on the `as_of` snapshot, log it, register it, let the gate decide."""
     from models.pyfunc import PropensityPyfunc
     from training.report import propensity_buckets, propensity_plots, propensity_report
 
-    margin = settings.promotion_margin if margin is None else margin
-    mlflow = _mlflow(settings)
-    with open_store(settings.store_path, read_only=True) as con:
+    mlflow = config.tracking.connect()
+    with open_store(config.store_path, read_only=True) as con:
         data = {**fingerprint(con), "as_of": str(as_of)}
         result = fit_propensity(
-            con, as_of, horizon_days, settings.min_events_to_score, step_days, progress=progress
+            con, as_of, horizon_days, config.min_events_to_score, config.identity, step_days, progress=progress
         )
     data |= result.row_counts
     model, test = result.model, result.test
     features = list(model.features_)
 
     buckets = propensity_buckets(result)
-    failures = sanity_failures(result.metrics, PROPENSITY_REQUIRED, buckets.to_dict(), settings.max_ece)
+    failures = sanity_failures(result.metrics, PROPENSITY_REQUIRED, buckets.to_dict(), config.gate.max_ece)
     champion = registry.champion_run(mlflow.MlflowClient(), PROPENSITY_MODEL)
     champion_metrics, blockers = _propensity_champion_metrics(mlflow, champion, test, as_of, horizon_days)
-    verdict = _verdict(result.metrics, champion, champion_metrics, failures + blockers, margin, "auc")
+    verdict = _verdict(result.metrics, champion, champion_metrics, failures + blockers, config.gate.margin, "auc")
 
-    baselines = getattr(result, "baselines", None) or {"recency": result.baseline_metrics}
     plots = propensity_plots(result)
-    mlflow.set_experiment(experiment_id=_experiment(mlflow, settings, "propensity"))
+    mlflow.set_experiment(experiment_id=_experiment(mlflow, config.tracking, "propensity"))
     with mlflow.start_run(run_name=f"propensity-{to_local(as_of):%Y%m%d}-h{horizon_days}") as run:
         mlflow.log_params(
             {
@@ -184,15 +200,16 @@ def train_propensity(
                 "step_days": step_days,
                 "train_as_ofs": ",".join(d.date().isoformat() for d in result.plan.train),
                 "calibration_as_of": result.plan.calibrate.isoformat(),
-                "min_events_to_score": settings.min_events_to_score,
-                "promotion_margin": margin,
-                "max_ece": settings.max_ece,
+                "min_events_to_score": config.min_events_to_score,
+                "promotion_margin": config.gate.margin,
+                "max_ece": config.gate.max_ece,
+                **config.identity.params(),
             }
         )
         mlflow.set_tags({"feature_list": model.feature_list, **_data_tags(data)})
         mlflow.log_metrics({
             **result.metrics,
-            **{f"{name}_{k}": v for name, metrics in baselines.items() for k, v in metrics.items()},
+            **{f"{name}_{k}": v for name, metrics in result.baselines.items() for k, v in metrics.items()},
             **{f"bucket_{name.lower()}": int(n) for name, n in buckets.items()},
             **{f"champion_{k}": v for k, v in (champion_metrics or {}).items()},
         })
@@ -204,7 +221,7 @@ def train_propensity(
     return RunOutcome(PROPENSITY_MODEL, version, run.info.run_id, verdict, result.metrics)
 
 
-def _send_time_backtest(mlflow, con, champion, result) -> tuple[dict, dict | None, list[str]]:
+def _send_time_backtest(mlflow, con, champion, result, identity: IdentityConfig) -> tuple[dict, dict | None, list[str]]:
     """(candidate metrics, champion metrics, blockers) on holdout sends neither model has seen.
 
     The candidate's holdout score comes from a model fitted on the events before its holdout. A champion
@@ -226,36 +243,39 @@ def _send_time_backtest(mlflow, con, champion, result) -> tuple[dict, dict | Non
         return candidate, None, [f"the champion (version {champion.version}) has seen the candidate's "
                                  f"holdout sends (its data runs to {seen}): nothing unseen to compare on"]
     if refit:
-        backtest_model = clone(result.model).fit(send_time_inputs(con, cut))
+        backtest_model = clone(result.model).fit(send_time_inputs(con, cut, identity))
         candidate = {"holdout_auc": holdout_auc(backtest_model, window)}
     candidate["backtest_sends"] = float(len(window))
     champion_model = _load(mlflow, SEND_TIME_MODEL, champion.version)
     return candidate, {"holdout_auc": holdout_auc(champion_model, window)}, []
 
 
-def train_send_time(settings: Settings, as_of: datetime, margin: float | None = None) -> RunOutcome:
+def train_send_time(config: TrainingConfig, as_of: datetime) -> RunOutcome:
+    """Fit the send-time model on the message history up to `as_of`, log, register, let the gate decide."""
     from models.pyfunc import SendTimePyfunc
     from training.report import send_time_plots, send_time_report
 
-    margin = settings.promotion_margin if margin is None else margin
-    mlflow = _mlflow(settings)
+    mlflow = config.tracking.connect()
     champion = registry.champion_run(mlflow.MlflowClient(), SEND_TIME_MODEL)
-    with open_store(settings.store_path, read_only=True) as con:
+    with open_store(config.store_path, read_only=True) as con:
         data = {**fingerprint(con), "as_of": str(as_of)}
-        result = fit_send_time(con, as_of, prior_strength=settings.send_time_prior_strength)
-        candidate, champion_metrics, blockers = _send_time_backtest(mlflow, con, champion, result)
+        result = fit_send_time(con, as_of, config.identity, config.send_time_prior_strength)
+        candidate, champion_metrics, blockers = _send_time_backtest(mlflow, con, champion, result,
+                                                                    config.identity)
     model = result.model
     data |= {"sends": len(result.sends), "holdout_sends": len(result.holdout),
              "customers": int(result.sends["customer_id"].nunique())}
 
     failures = sanity_failures(result.metrics, SEND_TIME_REQUIRED) + baseline_failures(
         result.metrics, "holdout_auc", "holdout_auc_shop_curve")
-    verdict = _verdict(candidate, champion, champion_metrics, failures + blockers, margin, "holdout_auc")
+    verdict = _verdict(candidate, champion, champion_metrics, failures + blockers, config.gate.margin,
+                       "holdout_auc")
 
     plots = send_time_plots(result)
-    mlflow.set_experiment(experiment_id=_experiment(mlflow, settings, "send-time"))
+    mlflow.set_experiment(experiment_id=_experiment(mlflow, config.tracking, "send-time"))
     with mlflow.start_run(run_name=f"send-time-{to_local(as_of):%Y%m%d}") as run:
-        mlflow.log_params({**model.get_params(), "as_of": as_of.isoformat(), "promotion_margin": margin})
+        mlflow.log_params({**model.get_params(), "as_of": as_of.isoformat(),
+                           "promotion_margin": config.gate.margin, **config.identity.params()})
         mlflow.set_tags({"feature_list": SEND_TIME_INPUTS, **_data_tags(data)})
         mlflow.log_metrics({
             **result.metrics,

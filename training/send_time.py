@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
-from features.identity.events import register_resolved_events
+from features.identity.events import resolve_events
+from features.identity.graph import IdentityConfig
 from features.profile.activity import activity_by_hour, message_responses
 from models.send_time import SendTimeInputs, SendTimeModel, SendTimeModelV1
 
@@ -23,14 +24,12 @@ class SendTimeResult:
     holdout: pd.DataFrame  # the sends of the last `holdout_days`, for comparing models
 
 
-def send_time_inputs(con: duckdb.DuckDBPyConnection, as_of: datetime) -> SendTimeInputs:
-    """Sends with their responses and every customer's activity by hour, all from events up to `as_of`:
-    an open or a page view that came later cannot shape a model fitted at `as_of`."""
-    identity = register_resolved_events(con, as_of)
-    return SendTimeInputs(
-        sends=message_responses(con, as_of, identity),
-        activity=activity_by_hour(con, as_of, identity=identity),
-    )
+def send_time_inputs(con: duckdb.DuckDBPyConnection, as_of: datetime, identity: IdentityConfig) -> SendTimeInputs:
+    """Sends with their responses and every customer's activity by hour, all from events up to `as_of`
+    (an open or a page view that came later cannot shape a model fitted at `as_of`), customers resolved
+    with `identity`."""
+    with resolve_events(con, as_of, identity) as events:
+        return SendTimeInputs(sends=message_responses(events), activity=activity_by_hour(events))
 
 
 def _scores(model, sends: pd.DataFrame, shop_only: bool = False) -> np.ndarray:
@@ -48,8 +47,9 @@ def _holdout_metrics(y: pd.Series, scores: np.ndarray) -> tuple[float, float]:
 def fit_send_time(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime,
+    identity: IdentityConfig,
+    prior_strength: float,
     holdout_days: int = 30,
-    prior_strength: float = 1.0,
 ) -> SendTimeResult:
     """Evaluate on the last `holdout_days` before `as_of`, then refit on everything up to `as_of`.
 
@@ -57,7 +57,7 @@ def fit_send_time(
     whether each later send was opened. It is compared with its own shop curve and with version 1 on the
     same sends (AUC and log-loss): personalisation must beat the shop curve to be worth serving.
     """
-    inputs = send_time_inputs(con, as_of)
+    inputs = send_time_inputs(con, as_of, identity)
     sends = inputs.sends
     if sends.empty:
         raise ValueError("no message_sent events by as_of; send-time needs message history")
@@ -65,7 +65,7 @@ def fit_send_time(
     after = sends[sends["ts"] > cut].reset_index(drop=True)
     metrics: dict[str, float] = {"sends": float(len(sends)), "open_rate": float(sends["opened"].mean())}
     if (sends["ts"] <= cut).any() and after["opened"].nunique() == 2:
-        earlier = send_time_inputs(con, cut)
+        earlier = send_time_inputs(con, cut, identity)
         held = SendTimeModel(prior_strength=prior_strength).fit(earlier)
         v1 = SendTimeModelV1().fit(earlier.sends)
         y = after["opened"]

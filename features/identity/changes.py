@@ -8,6 +8,7 @@ import duckdb
 import pandas as pd
 
 from features.identity.graph import Resolution, _key
+from features.store import table_names
 from nhip.clock import utcnow
 
 CHANGE_COLUMNS = ["recorded_at", "as_of", "previous_as_of", "kind", "kept_customer_id",
@@ -150,14 +151,22 @@ def write_identity_tables(
 
 def stored_identity_map(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame | None, datetime | None]:
     """The identity map and as_of of the last build in this store (None, None before the first)."""
-    db = con.execute("SELECT current_database()").fetchone()[0]
-    tables = {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_schema = 'main'",
-        [db]).fetchall()}
+    tables = table_names(con)
     if "identity_map" not in tables:
         return None, None
-    previous = con.execute(f'SELECT * FROM "{db}".main.identity_map').df()
+    previous = con.execute("SELECT * FROM identity_map").df()
     as_of = None
     if "profiles" in tables:
-        as_of = con.execute(f'SELECT max(as_of) FROM "{db}".main.profiles').fetchone()[0]
+        as_of = con.execute("SELECT max(as_of) FROM profiles").fetchone()[0]
     return previous, as_of
+
+
+def recorded_changes(con: duckdb.DuckDBPyConnection, limit: int) -> pd.DataFrame:
+    """The newest `limit` merges, splits and renames feature builds recorded (CHANGE_COLUMNS).
+
+    Raises LookupError before the first build, which is what records them.
+    """
+    if "identity_merges" not in table_names(con):
+        raise LookupError("no merges recorded yet; they are recorded by `nhip features build`")
+    return con.execute("SELECT * FROM identity_merges ORDER BY recorded_at DESC, kind, "
+                       "kept_customer_id, absorbed_customer_id LIMIT ?", [limit]).df()

@@ -1,6 +1,5 @@
 """Why records are one customer: the identifiers of a customer and the tree of linking events, for
-`nhip identity explain`. Identifiers and events only: no names or other personal fields.
-"""
+`nhip identity explain`. Identifiers and events only: no names or other personal fields."""
 
 from __future__ import annotations
 
@@ -36,40 +35,6 @@ class Explanation:
     set_aside: pd.DataFrame  # set-aside identifiers touching this customer (or the query itself)
     query_set_aside: bool = False
     touched_customers: list[str] = field(default_factory=list)
-
-
-def candidate_identifiers(value: str, id_type: str | None = None) -> list[tuple[str, str]]:
-    """The stored forms a raw identifier could take: a phone or email normalised, others as given."""
-    from features.ingest.parsers.emails import normalize_email
-    from features.ingest.parsers.phones import normalize_phone
-
-    raw = value.strip()
-    types = [id_type] if id_type else list(IDENTIFIER_FIELDS)
-    out = []
-    for t in types:
-        if t == "phone":
-            normal = normalize_phone(raw)
-        elif t == "email":
-            normal = normalize_email(raw)
-        else:
-            normal = raw or None
-        if normal is not None:
-            out.append((t, normal))
-    return out
-
-
-def find_identifier(
-    resolution: Resolution, value: str, id_type: str | None = None
-) -> list[tuple[str, str]]:
-    """The identifiers seen by `as_of` that `value` may denote (a customer id denotes its identifiers)."""
-    nodes = resolution.nodes
-    known = set(_key(nodes["id_type"], nodes["id_value"]))
-    if id_type in (None, "customer_id") and value.strip().startswith("c_"):
-        rows = resolution.identity[resolution.identity["customer_id"] == value.strip()]
-        if len(rows):
-            oldest = rows.sort_values("first_seen").iloc[0]
-            return [(oldest["id_type"], oldest["id_value"])]
-    return [(t, v) for t, v in candidate_identifiers(value, id_type) if f"{t}\x1f{v}" in known]
 
 
 def explain(

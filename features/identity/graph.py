@@ -3,8 +3,8 @@
 Every event that carries several identifiers (an `identify` with a cookie and an email, a Zalo `follow`
 that shares the phone, a POS sale with a loyalty id and a phone) links them. The connected components of
 that graph are customers. Only links seen by `as_of` count, so a merge caused by a later purchase cannot
-leak into features computed for an earlier date: `resolve(con, as_of)` is a pure function of the stored
-events and `as_of`, whatever order they were imported in.
+leak into features computed for an earlier date: `resolve_graph(con, as_of, config)` is a pure function of
+the stored events, `as_of` and the configuration, whatever order the events were imported in.
 
 Stable ids. A customer's id is derived from the oldest identifier in its component (first seen, then the
 order of `IDENTIFIER_FIELDS`, then the value), so adding unrelated data never renames anyone, and when two
@@ -16,7 +16,7 @@ Over-merge guard. Some identifiers are shared by many people: the shop's hotline
 customers who would not give a number, a `test@gmail.com` typed into sign-up forms, the tablet at the
 counter on which customers register. Used as links they would glue strangers into one customer. An
 identifier is *set aside* — kept in the store and reported, but not used to link — when it reaches more
-than `max_links` (default `MAX_LINKS` = 5) distinct *strong* identifiers of one type:
+than `IdentityConfig.max_links` (NHIP_IDENTITY_MAX_LINKS) distinct *strong* identifiers of one type:
 
 1. devices first: an `anonymous_id` directly linked to more than `max_links` phones (or emails, Zalo ids, …);
 2. then every strong identifier (all types but `anonymous_id`), counting what it reaches directly and what
@@ -32,7 +32,12 @@ build records the split.
 Events whose only identifiers are set aside (a POS sale with nothing but the hotline) belong to no
 customer: they stay in the store and are counted in `set_aside_report`, rather than forming a
 pseudo-customer that would be scored and messaged. Events with any other identifier belong to that
-identifier's customer (see `register_resolved_events`).
+identifier's customer (see `features.identity.events`).
+
+One configuration. `IdentityConfig` is the only input besides the events, so every path that maps events
+to customers (feature builds, training sets and labels, send-time inputs, scoring, erasure) must resolve
+with the same one, or the model learns about other customers than it serves. The feature build and every
+training run record it (`IdentityConfig.params`); serving compares the two.
 """
 
 from __future__ import annotations
@@ -49,11 +54,40 @@ from scipy.sparse.csgraph import connected_components
 
 from features.schema import IDENTIFIER_FIELDS
 
-MAX_LINKS = 5
 DEVICE_TYPES: tuple[str, ...] = ("anonymous_id",)
 STRONG_TYPES: tuple[str, ...] = tuple(t for t in IDENTIFIER_FIELDS if t not in DEVICE_TYPES)
 TYPE_RANK = {t: i for i, t in enumerate(IDENTIFIER_FIELDS)}
 IDENTITY_COLUMNS = ["id_type", "id_value", "customer_id", "first_seen"]
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """How identifiers are linked into customers: the one setting of identity resolution.
+
+    `max_links`: an identifier linked to more than this many distinct strong identifiers of one type is
+    set aside (NHIP_IDENTITY_MAX_LINKS).
+    """
+
+    max_links: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_links, bool) or not isinstance(self.max_links, int) or self.max_links < 1:
+            raise ValueError(f"identity max_links must be a whole number ≥ 1, not {self.max_links!r}")
+
+    def params(self) -> dict[str, str]:
+        """The configuration as flat parameters, as MLflow runs and feature builds record it."""
+        return {"identity.max_links": str(self.max_links)}
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> IdentityConfig | None:
+        """The configuration recorded by `params`, or None where nothing was recorded."""
+        value = params.get("identity.max_links")
+        return None if value in (None, "") else cls(int(value))
+
+    def describe(self) -> str:
+        return f"NHIP_IDENTITY_MAX_LINKS={self.max_links}"
+
+
 SET_ASIDE_COLUMNS = ["id_type", "id_value", "first_seen", "n_events", "linked_type", "linked", "via",
                      "reason", "customers"]
 
@@ -164,7 +198,7 @@ def _over_limit(reach: pd.DataFrame, max_links: int, via: str) -> pd.DataFrame:
                          "linked": worst["linked"].to_numpy(dtype=np.int64), "via": via})
 
 
-def find_set_aside(links: pd.DataFrame, nodes: pd.DataFrame, max_links: int = MAX_LINKS) -> pd.DataFrame:
+def find_set_aside(links: pd.DataFrame, nodes: pd.DataFrame, max_links: int) -> pd.DataFrame:
     """Identifiers shared by too many distinct strong identities (see the module docstring).
 
     `links` and `nodes` as returned by `_graph`. Columns: id_type, id_value, linked_type (the type over the
@@ -214,7 +248,7 @@ class Resolution:
     set_aside: pd.DataFrame
     links: pd.DataFrame
     nodes: pd.DataFrame
-    max_links: int = MAX_LINKS
+    config: IdentityConfig
     _customer: dict[str, str] = field(default_factory=dict, repr=False)
 
     def customer_of(self, id_type: str, id_value: str) -> str | None:
@@ -224,12 +258,10 @@ class Resolution:
         return self._customer.get(f"{id_type}\x1f{id_value}")
 
 
-def resolve_graph(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, max_links: int = MAX_LINKS
-) -> Resolution:
+def resolve_graph(con: duckdb.DuckDBPyConnection, as_of: datetime, config: IdentityConfig) -> Resolution:
     """Resolve identities as of `as_of` and keep the evidence (links, set-aside identifiers)."""
     nodes, links = _graph(con, as_of)
-    set_aside = find_set_aside(links, nodes, max_links)
+    set_aside = find_set_aside(links, nodes, config.max_links)
     out = np.zeros(len(nodes), dtype=bool)
     out[set_aside["node"].to_numpy(dtype=np.int64)] = True
     links["used"] = ~(out[links["a"].to_numpy()] | out[links["b"].to_numpy()])
@@ -248,7 +280,16 @@ def resolve_graph(
         set_aside = pd.DataFrame({c: pd.Series(dtype=kinds.get(c, object)) for c in SET_ASIDE_COLUMNS})
     text = {c: object for c in ("id_type", "id_value", "linked_type", "via", "reason")}
     set_aside = set_aside[SET_ASIDE_COLUMNS].astype(text).reset_index(drop=True)
-    return Resolution(as_of, identity, set_aside, links, nodes, max_links)
+    return Resolution(as_of, identity, set_aside, links, nodes, config)
+
+
+def resolve_latest(con: duckdb.DuckDBPyConnection, as_of: datetime | None, config: IdentityConfig) -> Resolution:
+    """`resolve_graph` as of `as_of`, or as of the latest event when None (what the identity commands
+    show by default); LookupError for an empty store."""
+    when = as_of or con.execute("SELECT max(ts) FROM events").fetchone()[0]
+    if when is None:
+        raise LookupError("the event store is empty; run `nhip ingest FILE` first")
+    return resolve_graph(con, when, config)
 
 
 def _components(nodes: pd.DataFrame, used: pd.DataFrame, out: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -286,9 +327,3 @@ def _customers_touched(set_aside: pd.DataFrame, links: pd.DataFrame, customer_of
         neighbours = np.concatenate([b[a == node], a[b == node]])
         counts.append(len({c for c in customer_of_node[neighbours] if c is not None}))
     return counts
-
-
-def resolve(con: duckdb.DuckDBPyConnection, as_of: datetime, max_links: int = MAX_LINKS) -> pd.DataFrame:
-    """One row per identifier seen by `as_of` that belongs to a customer: id_type, id_value, customer_id,
-    first_seen. Set-aside identifiers (see the module docstring) are not in it."""
-    return resolve_graph(con, as_of, max_links).identity

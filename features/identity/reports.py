@@ -4,12 +4,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import duckdb
 import pandas as pd
 
-from features.identity.events import _ts_literal, register_resolved_events
+from features.identity.events import ResolvedEvents, _ts_literal
 from features.identity.graph import Resolution
 from features.schema import IDENTIFIER_FIELDS
 from nhip.clock import local_iso
@@ -74,9 +72,7 @@ def export_identities(resolution: Resolution) -> pd.DataFrame:
 ATTRIBUTE_FIELDS: tuple[str, ...] = ("name", "email", "phone")
 
 
-def customer_attributes(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, identity: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def customer_attributes(events: ResolvedEvents) -> pd.DataFrame:
     """Every distinct name, email and phone each customer's events carried, with where and when.
 
     Merging never drops an attribute: two names for one customer are two rows, each with its channel,
@@ -84,13 +80,12 @@ def customer_attributes(
     phones and emails normalised). Columns: customer_id, attribute, value, channel, source, first_seen,
     last_seen, n_events.
     """
-    register_resolved_events(con, as_of, identity)
     parts = " UNION ALL ".join(
         f"SELECT customer_id, '{a}' AS attribute, {a} AS value, channel, source, ts "
-        f"FROM resolved_events WHERE {a} IS NOT NULL"
+        f"FROM {events.source} WHERE {a} IS NOT NULL"
         for a in ATTRIBUTE_FIELDS
     )
-    return con.execute(
+    return events.con.execute(
         f"""
         SELECT customer_id, attribute, value, channel, coalesce(source, '') AS source,
                min(ts) AS first_seen, max(ts) AS last_seen, count(*) AS n_events

@@ -36,6 +36,8 @@ import re
 import threading
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -45,7 +47,7 @@ from features.ingest.importer import import_rows
 from features.ingest.rows import RawRows
 from features.store import connect
 
-__all__ = ["CollectorConfigError", "create_app", "MAX_BATCH", "MAX_BODY_BYTES"]
+__all__ = ["CollectorConfig", "CollectorConfigError", "create_app", "MAX_BATCH", "MAX_BODY_BYTES"]
 
 MAX_BATCH = 5_000
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -104,22 +106,33 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status)
 
 
-def create_app(settings=None, *, max_batch: int = MAX_BATCH, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The collector app for `settings` (default: from the environment); see the module docstring.
+@dataclass(frozen=True)
+class CollectorConfig:
+    """What the collector needs: the store it writes and the key clients must send (NHIP_COLLECTOR_API_KEY)."""
+
+    store_path: Path
+    api_key: str | None
+
+
+def check_store(config: CollectorConfig) -> None:
+    """Open the store for writing and close it again, so that a locked or unwritable store stops
+    `nhip collect` with one line before the server starts, not inside its start-up."""
+    connect(config.store_path, create=True).close()
+
+
+def create_app(config: CollectorConfig, *, max_batch: int = MAX_BATCH,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The collector app for `config`; see the module docstring.
 
     Raises `CollectorConfigError` when no API key is configured. The store is opened when the app starts
     (lifespan), not here.
     """
-    if settings is None:
-        from nhip.settings import get_settings
-
-        settings = get_settings()
-    key = (settings.collector_api_key or "").strip()
+    key = (config.api_key or "").strip()
     if not key:
         raise CollectorConfigError(
             "the collector needs an API key: set NHIP_COLLECTOR_API_KEY (clients send it as X-API-Key)")
     expected = key.encode("utf-8")
-    store_path = settings.store_path
+    store_path = config.store_path
     lock = threading.Lock()
 
     @asynccontextmanager

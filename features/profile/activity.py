@@ -14,12 +14,9 @@ neighbouring ones with the kernel `SMOOTHING` (¼, ½, ¼), circularly (Sunday 2
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import duckdb
 import pandas as pd
 
-from features.identity.events import register_resolved_events
+from features.identity.events import ResolvedEvents
 from features.profile.windows import ACTIVE, quoted
 from features.schema import KNOWN_CHANNELS
 from nhip.clock import HOURS_PER_WEEK, sql_hour_of_week, sql_local
@@ -30,12 +27,12 @@ SMOOTHING: tuple[float, ...] = (0.25, 0.5, 0.25)
 MACHINE_OPEN_SECONDS = 2
 
 
-def _machine_opens() -> str:
+def _machine_opens(source: str) -> str:
     """SQL: event_key of every open that came within `MACHINE_OPEN_SECONDS` of its message's arrival (the
     delivery, or the send when no delivery was logged)."""
     return f"""
-        SELECT o.event_key FROM resolved_events o JOIN (
-            SELECT message_id, max(ts) AS arrived FROM resolved_events
+        SELECT o.event_key FROM {source} o JOIN (
+            SELECT message_id, max(ts) AS arrived FROM {source}
             WHERE type IN ('message_sent', 'message_delivered') AND message_id IS NOT NULL GROUP BY ALL
         ) a USING (message_id)
         WHERE o.type = 'message_opened'
@@ -43,10 +40,8 @@ def _machine_opens() -> str:
 
 
 def activity_by_hour(
-    con: duckdb.DuckDBPyConnection,
-    as_of: datetime,
+    events: ResolvedEvents,
     channels: tuple[str, ...] = KNOWN_CHANNELS,
-    identity: pd.DataFrame | None = None,
     smoothing: tuple[float, ...] = SMOOTHING,
 ) -> pd.DataFrame:
     """One row per (customer_id, channel) with any own event there by as_of: n_events and `counts`, a
@@ -56,15 +51,15 @@ def activity_by_hour(
     """
     if len(smoothing) % 2 != 1:
         raise ValueError("smoothing needs an odd number of weights, centred on the event's hour")
-    register_resolved_events(con, as_of, identity)
     half = len(smoothing) // 2
     kernel = ", ".join(f"({i - half}, {w!r}::DOUBLE)" for i, w in enumerate(smoothing))
-    return con.execute(
+    source = events.source
+    return events.con.execute(
         f"""
         WITH hours AS (
             SELECT customer_id, channel, {sql_hour_of_week("ts")} AS how, count(*) AS n
-            FROM resolved_events WHERE {ACTIVE} AND channel IN ({quoted(channels)})
-              AND event_key NOT IN ({_machine_opens()})
+            FROM {source} WHERE {ACTIVE} AND channel IN ({quoted(channels)})
+              AND event_key NOT IN ({_machine_opens(source)})
             GROUP BY ALL
         ), spread AS (
             SELECT customer_id, channel, (how + k.shift + {HOURS_PER_WEEK}) % {HOURS_PER_WEEK} AS how,
@@ -83,27 +78,24 @@ def activity_by_hour(
     ).df()
 
 
-def message_responses(
-    con: duckdb.DuckDBPyConnection,
-    as_of: datetime,
-    identity: pd.DataFrame | None = None,
-) -> pd.DataFrame:
+def message_responses(events: ResolvedEvents) -> pd.DataFrame:
     """One row per message sent by as_of: customer_id, channel, ts (naive UTC), how (local hour of week of
     the send), opened (1 when the customer opened or clicked it by as_of) and open_how (local hour of week
     of that first response, as a float with minutes, NaN when unopened).
 
-    Machine opens do not count: a message only the mail client "opened" was not read. The time of the response is kept because it says when the customer reads,
-    which the send time does not: a message sent at 9:00 and opened at 20:10 was read at 20:10.
+    Machine opens do not count: a message only the mail client "opened" was not read. The time of the
+    response is kept because it says when the customer reads, which the send time does not: a message
+    sent at 9:00 and opened at 20:10 was read at 20:10.
     """
-    register_resolved_events(con, as_of, identity)
-    return con.execute(
+    source = events.source
+    return events.con.execute(
         f"""
         WITH sent AS (
-            SELECT customer_id, channel, message_id, ts FROM resolved_events WHERE type = 'message_sent'
+            SELECT customer_id, channel, message_id, ts FROM {source} WHERE type = 'message_sent'
         ), read AS (
-            SELECT message_id, min(ts) AS ts FROM resolved_events
+            SELECT message_id, min(ts) AS ts FROM {source}
             WHERE type IN ('message_opened', 'message_clicked') AND message_id IS NOT NULL
-              AND event_key NOT IN ({_machine_opens()})
+              AND event_key NOT IN ({_machine_opens(source)})
             GROUP BY ALL
         )
         SELECT s.customer_id, s.channel, s.ts, {sql_hour_of_week("s.ts")} AS how,

@@ -8,12 +8,9 @@ names as values (`top_category_1..3`) with their shares, plus how spread the int
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import duckdb
 import pandas as pd
 
-from features.identity.events import register_resolved_events
+from features.identity.events import ResolvedEvents
 from features.profile.windows import quoted
 
 INTERACTIONS: tuple[str, ...] = ("product_view", "add_to_cart", "purchase")
@@ -36,23 +33,18 @@ def _affinity_sql(source: str, item: str) -> str:
     """
 
 
-def _affinity(con: duckdb.DuckDBPyConnection, as_of: datetime, identity, item: str) -> pd.DataFrame:
-    register_resolved_events(con, as_of, identity)
-    return con.execute(_affinity_sql("resolved_events", item) + " ORDER BY customer_id, rank").df()
+def _affinity(events: ResolvedEvents, item: str) -> pd.DataFrame:
+    return events.con.execute(_affinity_sql(events.source, item) + " ORDER BY customer_id, rank").df()
 
 
-def category_affinity(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, identity: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def category_affinity(events: ResolvedEvents) -> pd.DataFrame:
     """Long table: customer_id, category, n_interactions, share, rank — every category per customer."""
-    return _affinity(con, as_of, identity, "category")
+    return _affinity(events, "category")
 
 
-def product_affinity(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, identity: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def product_affinity(events: ResolvedEvents) -> pd.DataFrame:
     """Long table: customer_id, product_id, n_interactions, share, rank — every product per customer."""
-    return _affinity(con, as_of, identity, "product_id")
+    return _affinity(events, "product_id")
 
 
 def affinity_sql(source: str) -> str:

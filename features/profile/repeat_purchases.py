@@ -11,13 +11,10 @@ visit. Times are in days.
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import duckdb
 import numpy as np
 import pandas as pd
 
-from features.identity.events import register_resolved_events
+from features.identity.events import ResolvedEvents
 from models.bgnbd import BGNBD
 from nhip.clock import LOCAL_OFFSET_HOURS, sql_local
 
@@ -29,27 +26,19 @@ BGNBD_FEATURES = ("bgnbd_p_alive", "bgnbd_expected_h", "bgnbd_p_any_h")
 MIN_BUYERS = 50
 
 
-def purchase_summary(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, identity: pd.DataFrame | None = None,
-    registered: bool = False,
-) -> pd.DataFrame:
-    """One row per customer with a purchase by `as_of`, indexed by customer_id, in days:
+def purchase_summary(events: ResolvedEvents) -> pd.DataFrame:
+    """One row per customer with a purchase by `events.as_of`, indexed by customer_id, in days:
 
     - `frequency`: purchase days after the first one (repeat transactions, x);
     - `recency`: days from the first purchase day to the last (t_x; 0 for one-time buyers);
     - `T`: days from the start of the first purchase day to `as_of`.
-
-    `registered=True` reuses the `resolved_events` view a caller has just registered for the same
-    `as_of` (as `build_profiles` does), instead of resolving identities again.
     """
-    if not registered:
-        register_resolved_events(con, as_of, identity)
-    return con.execute(
+    return events.con.execute(
         f"""
         WITH days AS (
             SELECT DISTINCT customer_id,
                    CAST({sql_local('ts')} AS DATE) AS day
-            FROM resolved_events WHERE type = 'purchase' AND ts <= $as_of
+            FROM {events.source} WHERE type = 'purchase' AND ts <= $as_of
         )
         SELECT customer_id,
                (count(*) - 1)::DOUBLE AS frequency,
@@ -58,7 +47,7 @@ def purchase_summary(
                          $as_of) / 86400.0 AS T
         FROM days GROUP BY customer_id ORDER BY customer_id
         """,
-        {"as_of": as_of},
+        {"as_of": events.as_of},
     ).df().set_index("customer_id")
 
 
@@ -82,16 +71,13 @@ def bgnbd_scores(model: BGNBD, summary: pd.DataFrame, horizon_days: float) -> pd
     )
 
 
-def bgnbd_features(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, horizon_days: float,
-    identity: pd.DataFrame | None = None, registered: bool = False,
-) -> pd.DataFrame:
-    """The BG/NBD features of every buyer known at `as_of`, from a fit on the buyers as of `as_of`.
+def bgnbd_features(events: ResolvedEvents, horizon_days: float) -> pd.DataFrame:
+    """The BG/NBD features of every buyer known at `events.as_of`, from a fit on the buyers as of then.
 
     Customers who never bought have no BG/NBD state: their rows are absent (missing after a join), which
     the gradient-boosted model treats as its own branch.
     """
-    summary = purchase_summary(con, as_of, identity, registered)
+    summary = purchase_summary(events)
     model = fit_bgnbd(summary)
     if model is None:
         return pd.DataFrame(index=summary.index, columns=list(BGNBD_FEATURES), dtype=float)

@@ -17,6 +17,8 @@ from typing import Callable, Sequence
 import duckdb
 import pandas as pd
 
+from features.identity.events import resolve_events
+from features.identity.graph import IdentityConfig
 from features.profile.feature_lists import WINDOW_FEATURE, FeatureList
 from features.profile.labels import first_purchases
 from features.profile.repeat_purchases import BGNBD_FEATURES, bgnbd_features
@@ -28,12 +30,15 @@ def training_set(
     as_ofs: Sequence[datetime],
     horizon_days: int,
     feature_list: FeatureList,
+    identity: IdentityConfig,
+    *,
     progress: Callable[[datetime], None] | None = None,
     label_windows: Callable[[datetime], Sequence[int]] | None = None,
     label_cutoff: datetime | None = None,
 ) -> pd.DataFrame:
     """Rows (customer_id, as_of, features…, label_window_days, label) for every customer known at each
-    as-of date: one row per customer and label window.
+    as-of date: one row per customer and label window. Each snapshot resolves identities as of its own
+    date with `identity`, the configuration the served build uses.
 
     `label_windows(as_of)` gives the windows (days) of a snapshot, by default `[horizon_days]`.
     `label_cutoff`, when given, is a hard limit: no purchase after it is read, and a window reaching
@@ -49,11 +54,12 @@ def training_set(
         if label_cutoff is not None and max(ends) > label_cutoff:
             raise ValueError(f"a {max(windows)}-day label window after {as_of:%Y-%m-%d %H:%M} ends "
                              f"after the label cutoff {label_cutoff:%Y-%m-%d %H:%M}")
-        profiles = build_profiles(con, as_of)  # registers resolved_events and identity_map for as_of
-        if with_bgnbd:
-            profiles = profiles.join(bgnbd_features(con, as_of, horizon_days, registered=True))
-        frame = profiles[wanted].copy()
-        firsts = first_purchases(con, as_of, max(ends)).reindex(frame.index)
+        with resolve_events(con, as_of, identity) as events:
+            profiles = build_profiles(events)
+            if with_bgnbd:
+                profiles = profiles.join(bgnbd_features(events, horizon_days))
+            frame = profiles[wanted].copy()
+            firsts = first_purchases(events, max(ends)).reindex(frame.index)
         for window, end in zip(windows, ends):
             rows = frame.copy()
             rows[WINDOW_FEATURE] = float(window)

@@ -16,12 +16,9 @@ per-category themes read the events themselves.
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import duckdb
 import pandas as pd
 
-from features.identity.events import register_resolved_events
+from features.identity.events import ResolvedEvents
 from features.profile.affinities import affinity_sql
 from features.profile.engagement import engagement_count_columns, engagement_rates_sql
 from features.profile.fatigue import fatigue_columns
@@ -46,7 +43,7 @@ CONSENT_CHANNELS: tuple[str, ...] = MESSAGE_CHANNELS
 _GRANT = ("subscribe", "consent_granted", "follow")
 _REVOKE = ("unsubscribe", "consent_revoked", "unfollow")
 _days_since = days_since
-# The columns of resolved_events that the themes read.
+# The columns of the resolved events that the themes read.
 _PROFILE_EVENT_COLUMNS = ("customer_id", "ts", "channel", "type", "amount", "product_id", "category",
                           "message_id")
 
@@ -150,20 +147,14 @@ def _profile_sql(source: str, cells: str) -> str:
     """
 
 
-def build_profiles(
-    con: duckdb.DuckDBPyConnection,
-    as_of: datetime,
-    identity: pd.DataFrame | None = None,
-    set_aside: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """One row per customer known at `as_of`, indexed by customer_id.
+def build_profiles(events: ResolvedEvents) -> pd.DataFrame:
+    """One row per customer known at `events.as_of`, indexed by customer_id.
 
-    `as_of` is naive UTC (see `nhip.clock.parse_as_of`). Pass `identity` (and `set_aside`) to reuse a
-    resolution already computed for the same `as_of` (see `register_resolved_events`).
+    The resolved events are materialised once, narrowed to the columns the themes read.
     """
-    register_resolved_events(con, as_of, identity, set_aside)
+    con, as_of = events.con, events.as_of
     con.execute("CREATE OR REPLACE TEMP TABLE profile_events AS SELECT "
-                + ", ".join(_PROFILE_EVENT_COLUMNS) + " FROM resolved_events")
+                + ", ".join(_PROFILE_EVENT_COLUMNS) + f" FROM {events.source}")
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE profile_cells AS {cells_sql('profile_events')}",
                     {"as_of": as_of})

@@ -1,6 +1,7 @@
 """SQL fragments shared by the profile themes: time since, time windows, customer-initiated events.
 
-Every fragment reads the query parameter `$as_of` and the columns of `resolved_events`; the themes
+Every fragment reads the query parameter `$as_of` and the columns of resolved events
+(`features.identity.events`); the themes
 aggregate them per customer, so a window always ends at `as_of` and never looks past it.
 """
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from features.ingest.parsers.emails import normalize_email
-from features.ingest.parsers.phones import normalize_phone
-from features.schema import IDENTIFIER_FIELDS
+from features.identity.lookup import candidate_identifiers
+from features.store import open_store
 from features.vectors.layout import PROFILES, VectorStore, split_profile
 
 BEHAVIOUR_WEIGHT = 0.5
@@ -28,16 +28,6 @@ class Lookalike:
     customers: pd.DataFrame  # customer_id, similarity (best first)
     seeds: list[str] = field(default_factory=list)  # the seeds' customer ids
     unknown_seeds: list[str] = field(default_factory=list)  # as given
-
-
-def _candidates(seed: str, id_type: str | None) -> list[tuple[str, str]]:
-    types = [id_type] if id_type else list(IDENTIFIER_FIELDS)
-    out = []
-    for t in types:
-        value = normalize_phone(seed) if t == "phone" else normalize_email(seed) if t == "email" else seed.strip()
-        if value:
-            out.append((t, value))
-    return out
 
 
 def resolve_seeds(
@@ -61,7 +51,7 @@ def resolve_seeds(
             unknown.append(seed)
             continue
         customer = None
-        for t, value in _candidates(seed, id_type):
+        for t, value in candidate_identifiers(seed, id_type):
             rows = con.execute("SELECT customer_id FROM identity_map WHERE id_type=? AND id_value=?",
                                [t, value]).fetchall()
             if rows:
@@ -109,3 +99,14 @@ def lookalike(
     hits = store.search(PROFILES, "profile", query, k, require=require, exclude=customers)
     frame = pd.DataFrame({"customer_id": [h.key for h in hits], "similarity": [h.score for h in hits]})
     return Lookalike(frame if len(frame) else empty, sorted(vectors), unknown)
+
+
+def find_lookalikes(
+    store_path: Path, vectors: VectorStore, seeds: Sequence[str], k: int, channel: str | None,
+    id_type: str | None, behaviour_weight: float = BEHAVIOUR_WEIGHT, content_weight: float = CONTENT_WEIGHT,
+) -> Lookalike:
+    """Seeds resolved through the latest build's identity map (the store opened read-only for the moment
+    it takes), then the `k` customers most like them in `vectors`."""
+    with open_store(store_path, read_only=True) as con:
+        found, unknown = resolve_seeds(con, seeds, id_type)
+    return lookalike(vectors, found, k, channel, behaviour_weight, content_weight, unknown)

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from features.store import open_store
 from features.vectors.layout import ITEMS, PROFILES, VectorStore, split_profile
 
 EXCLUDE_DAYS = 30
@@ -93,3 +95,17 @@ def next_products(
     if in_categories is not None and len(in_categories):
         return NextProducts(customer, "popular_in_categories", in_categories, sorted(exclude))
     return NextProducts(customer, "popular", _popular(catalogue, (), exclude, k), sorted(exclude))
+
+
+def suggest_next_products(
+    store_path: Path, vectors: VectorStore, customer_id: str, k: int, exclude_days: int
+) -> NextProducts:
+    """`next_products` for one customer of the latest build, leaving out what they bought in the
+    `exclude_days` before the build's as-of (0 keeps everything); the store is opened read-only for
+    the moment it takes."""
+    with open_store(store_path, read_only=True) as con:
+        as_of = con.execute("SELECT max(as_of) FROM profiles").fetchall()[0][0]
+        bought = recent_purchases(con, as_of, exclude_days, [customer_id]) if exclude_days else None
+        categories = customer_categories(con, as_of, customer_id)
+    exclude = [] if bought is None else bought["product_id"].tolist()
+    return next_products(vectors, customer_id, k, exclude, categories)

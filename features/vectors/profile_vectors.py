@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features.identity.events import ResolvedEvents
 from features.profile.feature_lists import PROFILE_VECTOR_V1
 from features.profile.wide import CONSENT_CHANNELS
 from features.vectors.layout import ITEMS, PROFILES, Collection, profile_matrix
@@ -47,18 +48,18 @@ def products_seen(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pd.DataFra
     return frame
 
 
-def product_interactions(con: duckdb.DuckDBPyConnection, as_of: datetime) -> pd.DataFrame:
-    """Recency-weighted interactions (customer_id, product_id, weight); needs `resolved_events`."""
-    return con.execute(
+def product_interactions(events: ResolvedEvents) -> pd.DataFrame:
+    """Recency-weighted interactions (customer_id, product_id, weight) of the resolved customers."""
+    return events.con.execute(
         f"""
         SELECT customer_id, product_id,
                sum(CASE type WHEN 'purchase' THEN 3.0 WHEN 'add_to_cart' THEN 2.0 ELSE 1.0 END
                    * pow(0.5, date_diff('second', ts, $as_of) / 86400.0 / {RECENCY_HALF_LIFE_DAYS}))
                  AS weight
-        FROM resolved_events WHERE product_id IS NOT NULL
+        FROM {events.source} WHERE product_id IS NOT NULL
         GROUP BY customer_id, product_id
         """,
-        {"as_of": as_of},
+        {"as_of": events.as_of},
     ).df()
 
 

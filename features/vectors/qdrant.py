@@ -7,20 +7,21 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from features.vectors.config import VectorConfig
 from features.vectors.layout import ID_PREFIXES, KEY_FIELDS, Collection, Hit, point_id
 
 
-def open_qdrant(settings):
+def open_qdrant(config: VectorConfig):
     """A qdrant-client for the workspace: embedded on disk by default, a server with NHIP_QDRANT_URL.
 
     Embedded mode allows one process at a time on a folder; commands open it only while they work.
     """
     from qdrant_client import QdrantClient
 
-    if settings.qdrant_url:
-        return QdrantClient(url=settings.qdrant_url)
-    settings.qdrant_path.mkdir(parents=True, exist_ok=True)
-    return QdrantClient(path=str(settings.qdrant_path))
+    if config.qdrant_url:
+        return QdrantClient(url=config.qdrant_url)
+    config.qdrant_path.mkdir(parents=True, exist_ok=True)
+    return QdrantClient(path=str(config.qdrant_path))
 
 
 def collection_behind(client, alias: str) -> str | None:

@@ -29,10 +29,6 @@ SNAPSHOT_CONTENT_DIMS = 64
 
 
 
-def snapshot_root(settings) -> Path:
-    return settings.workspace / "vectors"
-
-
 def current_snapshot(root: Path) -> Path | None:
     pointer = root / "current"
     if not pointer.exists():

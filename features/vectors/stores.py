@@ -34,33 +34,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from features.vectors.config import VectorConfig
 from features.vectors.layout import PROFILES, VectorStore
 from features.vectors.qdrant import QdrantStore, open_qdrant
-from features.vectors.snapshot import SnapshotStore, current_snapshot, snapshot_root
+from features.vectors.snapshot import SnapshotStore, current_snapshot
 
 
-def open_vector_store(settings, kind: str | None = None) -> VectorStore:
+def open_vector_store(config: VectorConfig, kind: str | None = None) -> VectorStore:
     """The store queries read: the Qdrant server when NHIP_QDRANT_URL is set, else the snapshot.
 
     `kind` = "qdrant" or "snapshot" forces one (embedded Qdrant only from a single process).
     """
-    kind = kind or ("qdrant" if settings.qdrant_url else "snapshot")
+    kind = kind or ("qdrant" if config.qdrant_url else "snapshot")
     if kind == "qdrant":
-        return QdrantStore(open_qdrant(settings))
+        return QdrantStore(open_qdrant(config))
     if kind == "snapshot":
-        return SnapshotStore(snapshot_root(settings))
+        return SnapshotStore(config.snapshot_dir)
     raise ValueError(f"unknown vector store {kind!r}; use 'qdrant' or 'snapshot'")
 
 
-def erase_customers(settings, customers: Sequence[str]) -> int:
+def erase_customers(config: VectorConfig, customers: Sequence[str]) -> int:
     """Remove customers from every vector store (Qdrant and the snapshot); returns points removed."""
     removed = 0
-    if settings.qdrant_url or settings.qdrant_path.exists():
-        store = QdrantStore(open_qdrant(settings))
+    if config.qdrant_url or config.qdrant_path.exists():
+        store = QdrantStore(open_qdrant(config))
         try:
             removed = store.delete(PROFILES, customers)
         finally:
             store.close()
-    if current_snapshot(snapshot_root(settings)) is not None:
-        removed = max(removed, SnapshotStore(snapshot_root(settings)).delete(PROFILES, customers))
+    if current_snapshot(config.snapshot_dir) is not None:
+        removed = max(removed, SnapshotStore(config.snapshot_dir).delete(PROFILES, customers))
     return removed

@@ -1,0 +1,64 @@
+"""Scores for every customer at once, for `nhip score …`: the same champions and the same rules as the
+service, written to a table with each customer's identifiers.
+
+`propensity_table` scores the customers known at any as-of date (profiles computed on the fly, with the
+workspace's identity configuration, which must be the champion's); `send_time_table` answers for every
+customer of the latest feature build, as the service does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from features.build import load_online_build
+from features.identity.events import resolve_events
+from features.identity.graph import IdentityConfig
+from features.identity.reports import identifiers_wide
+from features.profile.wide import build_profiles
+from features.store import open_store
+from models.names import PROPENSITY_MODEL
+from models.propensity import score_profiles
+from serving.champions import check_identity, load_champion
+from serving.scoring import ServingConfig, load_scorer
+
+
+class HorizonMismatch(LookupError):
+    """The propensity champion predicts another horizon than the one asked for."""
+
+
+@dataclass
+class ScoreTable:
+    """One row per customer (indexed by customer_id): identifier columns, then the answer's columns."""
+
+    table: pd.DataFrame
+    model: str  # the champion that answered, e.g. nhip-propensity/3
+
+
+def propensity_table(config: ServingConfig, identity: IdentityConfig, as_of: datetime,
+                     horizon_days: int) -> ScoreTable:
+    """score, percentile and bucket of every customer known at `as_of`, resolved with `identity`."""
+    champion = load_champion(config.tracking, PROPENSITY_MODEL)
+    if champion.model.horizon_days != horizon_days:
+        raise HorizonMismatch(f"the champion {champion.label} predicts {champion.model.horizon_days} days, "
+                              f"not {horizon_days}; train one with --horizon-days {horizon_days}")
+    check_identity(champion, identity, "this workspace")
+    with open_store(config.store_path, read_only=True) as con, resolve_events(con, as_of, identity) as events:
+        profiles = build_profiles(events)
+        identity_map = events.identity
+    scores = score_profiles(champion.model, profiles, config.min_events_to_score)
+    table = identifiers_wide(identity_map).reindex(scores.index).join(scores[["score", "percentile", "bucket"]])
+    return ScoreTable(table, champion.label)
+
+
+def send_time_table(config: ServingConfig, channel: str, start: pd.Timestamp, end: pd.Timestamp,
+                    explore: bool | None) -> ScoreTable:
+    """send_at, score, source and explored for every customer of the latest feature build."""
+    build = load_online_build(config.store_path)
+    scorer = load_scorer(config, build)
+    rows = scorer.send_time(list(scorer.profiles.index), channel, start, end, explore)
+    answers = pd.DataFrame(rows).set_index("customer_id")[["send_at", "score", "source", "explored"]]
+    table = identifiers_wide(build.identity).reindex(answers.index).join(answers)
+    return ScoreTable(table, scorer.send_time_champion.label)

@@ -49,10 +49,11 @@ def _finite(value) -> bool:
 def sanity_failures(
     metrics: Mapping[str, float],
     required: Sequence[str],
-    bucket_sizes: Mapping[str, int] | None = None,
-    max_ece: float | None = None,
+    bucket_sizes: Mapping[str, int] | None,
+    max_ece: float | None,
 ) -> list[str]:
-    """Why a candidate is unfit to serve whatever the champion scores; empty when it is fit.
+    """Why a candidate is unfit to serve whatever the champion scores; empty when it is fit. A model
+    without buckets or probabilities to calibrate passes None for `bucket_sizes` / `max_ece`.
 
     An empty High/Medium/Low bucket means the scores collapse onto a few values (marketers would get an
     audience of nobody); a calibration error above the bound means the probabilities cannot be read as

@@ -166,7 +166,7 @@ def retrain(
     on_checks: Callable[[RetrainPlan, list[CheckResult]], None] | None = None,
 ) -> RetrainResult:
     """Check, rebuild features as of `now` (with vectors unless `vectors` is None), train both models;
-    raise `RetrainRefused` on failed checks. The build and both models use `training.identity`."""
+    raise `RetrainRefused` on failed checks. The build and both models use `TrainingConfig.identity`."""
     from features.build import build_features
     from training.runner import train_propensity, train_send_time
 

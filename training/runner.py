@@ -266,7 +266,7 @@ def train_send_time(config: TrainingConfig, as_of: datetime) -> RunOutcome:
     data |= {"sends": len(result.sends), "holdout_sends": len(result.holdout),
              "customers": int(result.sends["customer_id"].nunique())}
 
-    failures = sanity_failures(result.metrics, SEND_TIME_REQUIRED) + baseline_failures(
+    failures = sanity_failures(result.metrics, SEND_TIME_REQUIRED, None, None) + baseline_failures(
         result.metrics, "holdout_auc", "holdout_auc_shop_curve")
     verdict = _verdict(candidate, champion, champion_metrics, failures + blockers, config.gate.margin,
                        "holdout_auc")

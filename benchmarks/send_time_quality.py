@@ -49,7 +49,7 @@ from benchmarks.shipped import SHIPPED
 from features.identity.graph import resolve_graph
 from features.ingest.importer import ingest_file
 from features.store import open_store
-from models.send_time import QuietHours, SendTimeModelV1, allowed_slots
+from models.send_time import QuietHours, SendHourModel, allowed_slots
 from nhip.clock import to_local
 from synthetic.demo_shop import SEND_CHANNELS, DemoData, generate, write
 from training.send_time import SendTimeResult, fit_send_time
@@ -114,7 +114,7 @@ def policy_table(fit: DemoFit, quiet: QuietHours, seed: int = 0,
     """Expected opens of each policy's hours ÷ the oracle's, overall and by past opens; and the facts
     behind it (pairs, allowed hours, population-best hours)."""
     v2, sends = fit.result.model, fit.result.sends
-    v1 = SendTimeModelV1().fit(sends)
+    v1 = SendHourModel().fit(sends)
     day = to_local(fit.as_of).normalize() + pd.Timedelta(days=1)
     slots = allowed_slots(day, day + pd.Timedelta(hours=23, minutes=59), quiet)
     allowed = np.array([s.hour for s in slots])
@@ -133,7 +133,7 @@ def policy_table(fit: DemoFit, quiet: QuietHours, seed: int = 0,
     population_best = {c: int(allowed[by_hour[(pairs["channel"] == c).to_numpy()].sum(axis=0).argmax()])
                        for c in pairs["channel"].unique()}
     opens = sends[sends["opened"] == 1]
-    open_hour = (np.floor(opens["open_how"].to_numpy()) % 24).astype(int)
+    open_hour = (np.floor(opens["open_hour_of_week"].to_numpy()) % 24).astype(int)
     frequent = pd.Series(open_hour, index=pd.MultiIndex.from_frame(opens[["customer_id", "channel"]])).groupby(
         level=[0, 1]).agg(lambda s: s.value_counts().index[0])
 

@@ -25,7 +25,7 @@ class PropensityPyfunc(mlflow.pyfunc.PythonModel):
 
 
 class SendTimePyfunc(mlflow.pyfunc.PythonModel):
-    """Input: customer_id, channel, how (hour of week 0–167). Output: P(open | sent at that hour).
+    """Input: customer_id, channel, hour_of_week (0–167). Output: P(open | sent at that hour).
 
     Richer answers (the best slot, its source, exploration) come from the estimator itself:
     `unwrap_python_model().model.choose(...)`.

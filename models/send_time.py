@@ -5,7 +5,7 @@ own schedule: a message sent at 9:00 and read at 20:10 counts as a 9:00 success.
 first estimates *when the customer reads* (the reading-hour profile), from the local time of their opens
 and clicks and from what they do on every channel, and only then asks how the chance of an open depends on
 the gap between the send hour and the reading hours (the response kernel), calibrated on the
-message_sent → opened/clicked pairs. Version 1 (`SendTimeModelV1`, opens attributed to the send hour) stays
+message_sent → opened/clicked pairs. Version 1 (`SendHourModel`, opens attributed to the send hour) stays
 importable for comparison and so that a champion trained with it still loads.
 
 The reading-hour profile of a customer on a channel is pooled level by level, each level shrunk toward the
@@ -137,11 +137,11 @@ class SendTimeChoice:
 class SendTimeInputs:
     """What `SendTimeModel.fit` learns from, all as of one point in time.
 
-    `sends`: one row per message sent – customer_id, channel, how (local hour of week 0–167 of the send),
-    opened (0/1) and, optionally, open_how (local hour of week of the first open or click, a float; NaN
-    when unopened) – as returned by `features.profile.activity.message_responses`.
-    `activity`: `features.profile.activity.activity_by_hour` rows (customer_id, channel, counts of 168). When None,
-    the opens in `sends` are the only activity known.
+    `sends`: one row per message sent – customer_id, channel, hour_of_week (local hour of week 0–167 of
+    the send), opened (0/1) and, optionally, open_hour_of_week (local hour of week of the first open or
+    click, a float; NaN when unopened) – as `features.profile.activity.message_responses` returns them.
+    `activity`: `features.profile.activity.activity_by_hour` rows (customer_id, channel, counts of 168).
+    When None, the opens in `sends` are the only activity known.
     """
 
     sends: pd.DataFrame
@@ -203,10 +203,10 @@ class _HourCurveModel(BaseEstimator):
         return choice.when, choice.score, choice.source
 
     def predict_rows(self, rows: pd.DataFrame) -> np.ndarray:
-        """P(open) for each row of customer_id, channel, how; one curve per distinct customer and channel."""
+        """P(open) for each row of customer_id, channel, hour_of_week; one curve per customer and channel."""
         out = np.empty(len(rows))
         keys = list(zip(rows["customer_id"], rows["channel"]))
-        how = rows["how"].to_numpy().astype(int)
+        how = rows["hour_of_week"].to_numpy().astype(int)
         cache: dict[tuple[str, str], np.ndarray] = {}
         for i, key in enumerate(keys):
             if key not in cache:
@@ -215,8 +215,8 @@ class _HourCurveModel(BaseEstimator):
         return out
 
 
-class SendTimeModelV1(_HourCurveModel):
-    """Version 1: open rates by the hour the message was *sent*, pooled toward the shop's curve.
+class SendHourModel(_HourCurveModel):
+    """Version 1, send hours: open rates by the hour the message was *sent*, pooled toward the shop's curve.
 
     `prior_strength` is the number of pseudo-sends, spread like the shop curve, that a customer's curve
     starts from. Kept for comparison: it learns when the shop sends as much as when the customer reads.
@@ -227,11 +227,12 @@ class SendTimeModelV1(_HourCurveModel):
         self.shop_prior_strength = shop_prior_strength
 
     def fit(self, sends: pd.DataFrame | SendTimeInputs):
-        """`sends`: one row per message sent, columns customer_id, channel, how (0–167), opened (0/1)."""
+        """`sends`: one row per message sent, columns customer_id, channel, hour_of_week (0–167),
+        opened (0/1)."""
         if isinstance(sends, SendTimeInputs):
             sends = sends.sends
         _check_sends(sends)
-        sends = sends.assign(hod=sends["how"] % 24, opened=sends["opened"].astype(float))
+        sends = sends.assign(hod=sends["hour_of_week"] % 24, opened=sends["opened"].astype(float))
         self.overall_rate_ = float(sends["opened"].mean())
         self.channels_ = tuple(sorted(sends["channel"].unique()))
         self.shop_hod_, self.shop_how_ = {}, {}
@@ -241,8 +242,8 @@ class SendTimeModelV1(_HourCurveModel):
             n_hod = np.bincount(group["hod"], minlength=24).astype(float)
             o_hod = np.bincount(group["hod"], weights=group["opened"], minlength=24)
             hod = (_circular_smooth(o_hod) + k * base) / (_circular_smooth(n_hod) + k)
-            n_how = np.bincount(group["how"], minlength=HOURS_PER_WEEK).astype(float)
-            o_how = np.bincount(group["how"], weights=group["opened"], minlength=HOURS_PER_WEEK)
+            n_how = np.bincount(group["hour_of_week"], minlength=HOURS_PER_WEEK).astype(float)
+            o_how = np.bincount(group["hour_of_week"], weights=group["opened"], minlength=HOURS_PER_WEEK)
             prior = np.tile(hod, 7)
             self.shop_hod_[channel] = hod
             self.shop_how_[channel] = (o_how + k * prior) / (n_how + k)
@@ -297,7 +298,7 @@ class SendTimeModelV1(_HourCurveModel):
 
 
 def _check_sends(sends: pd.DataFrame) -> None:
-    required = {"customer_id", "channel", "how", "opened"}
+    required = {"customer_id", "channel", "hour_of_week", "opened"}
     if missing := required - set(sends.columns):
         raise ValueError(f"sends lack columns {sorted(missing)}")
     if sends.empty:
@@ -374,13 +375,13 @@ class SendTimeModel(_HourCurveModel):
 
     def fit(self, inputs: pd.DataFrame | SendTimeInputs):
         """Learn from `SendTimeInputs`, or from a sends frame alone (then opens are the only activity, and
-        without `open_how` an open is placed at its send hour, which is all version 1 knew)."""
+        without `open_hour_of_week` an open is placed at its send hour, which is all version 1 knew)."""
         if isinstance(inputs, pd.DataFrame):
             inputs = SendTimeInputs(inputs)
         _check_sends(inputs.sends)
         sends = inputs.sends.reset_index(drop=True)
         opened = sends["opened"].to_numpy().astype(float)
-        send_hod = sends["how"].to_numpy().astype(int) % HOURS_PER_DAY
+        send_hod = sends["hour_of_week"].to_numpy().astype(int) % HOURS_PER_DAY
         read_hod = _read_hours(sends, send_hod)
         self.channels_ = tuple(sorted(sends["channel"].unique()))
         activity = inputs.activity if inputs.activity is not None else _opens_as_activity(sends, read_hod)
@@ -444,7 +445,7 @@ class SendTimeModel(_HourCurveModel):
         np.add.at(self.expected_opens_, (chan, cust), expected)
         rate = (self.opens_ + self.rate_strength) / (self.expected_opens_ + self.rate_strength)
         predicted = expected * rate[chan, cust]
-        dow = sends["how"].to_numpy().astype(int) // HOURS_PER_DAY
+        dow = sends["hour_of_week"].to_numpy().astype(int) // HOURS_PER_DAY
         self.week_ = {"*": np.ones(7)}
         for i, c in enumerate(self.channels_):
             rows = chan == i
@@ -582,11 +583,6 @@ class SendTimeModel(_HourCurveModel):
         concentration, opens, expected, _ = self._posterior(None, channel)
         return self._scores(concentration / concentration.sum(), opens / expected, channel)
 
-    @property
-    def shop_how_(self) -> dict[str, np.ndarray]:
-        """The shop curve per channel, under the name version 1 used."""
-        return {c: self.shop_curve(c) for c in self.channels_}
-
     def sources_summary(self) -> dict[str, dict[str, int]]:
         """Per channel, how many of the customers the model knows get each source."""
         everyone = np.arange(len(self.customers_))
@@ -600,15 +596,15 @@ class SendTimeModel(_HourCurveModel):
         # A version-1 model registered before version 2 existed was pickled under this class name; it
         # keeps working as what it is, so champion comparisons and serving survive the upgrade.
         if "customer_counts_" in state and "own_" not in state:
-            self.__class__ = SendTimeModelV1
+            self.__class__ = SendHourModel
         BaseEstimator.__setstate__(self, state)
 
 
 def _read_hours(sends: pd.DataFrame, send_hod: np.ndarray) -> np.ndarray:
     """Local hour of day of each send's first open or click; the send hour when that time is unknown."""
-    if "open_how" not in sends:
+    if "open_hour_of_week" not in sends:
         return send_hod
-    read_at = np.floor(sends["open_how"].to_numpy(dtype=float)) % HOURS_PER_DAY
+    read_at = np.floor(sends["open_hour_of_week"].to_numpy(dtype=float)) % HOURS_PER_DAY
     return np.where(np.isnan(read_at), send_hod, np.nan_to_num(read_at)).astype(int)
 
 

@@ -11,6 +11,9 @@ from features.identity.graph import IdentityConfig
 from models.send_time import QuietHours
 from nhip.settings import Settings
 
+# The trained demo workspace (`trained_demo`), one per session, for every module that asks for it.
+pytest_plugins = ("tests.registry_demo",)
+
 # The identity configuration a workspace gets by default (NHIP_IDENTITY_MAX_LINKS unset), for tests that
 # call library functions directly.
 IDENTITY = IdentityConfig(max_links=Settings.model_fields["identity_max_links"].default)

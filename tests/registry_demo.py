@@ -71,11 +71,8 @@ def _build(root: Path) -> TrainedDemo:
 
 @pytest.fixture(scope="session")
 def trained_demo(tmp_path_factory) -> TrainedDemo:
-    """Built once per session even when several test modules import this fixture.
-
-    Each importing module registers its own copy of the fixture, so the build is cached on disk in the
-    session's base temporary folder rather than by pytest.
-    """
+    """Built once per session (registered by tests/conftest.py) and kept in the session's base
+    temporary folder; `ready` marks a finished build, so a half-built one is never reused."""
     root = tmp_path_factory.getbasetemp() / "trained-demo"
     ready = root / "ready"
     if not ready.exists():

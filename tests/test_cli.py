@@ -76,7 +76,7 @@ def test_quarantine_list_and_export(workspace, tmp_path):
 
 # -- models, retrain and report, on the small trained demo of tests.registry_demo ----------------------------
 
-from tests.registry_demo import clone_home, trained_demo  # noqa: E402,F401 (fixture)
+from tests.registry_demo import clone_home  # noqa: E402
 
 
 def _flat(text: str) -> str:

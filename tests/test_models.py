@@ -65,7 +65,7 @@ def _sends() -> pd.DataFrame:
             rows.append(("evening", "zalo_oa", how, int(hour == 20)))
             rows.append(("morning", "zalo_oa", how, int(hour == 9)))
             rows.append(("random", "zalo_oa", how, int(day.day % 3 == 0)))
-    return pd.DataFrame(rows, columns=["customer_id", "channel", "how", "opened"])
+    return pd.DataFrame(rows, columns=["customer_id", "channel", "hour_of_week", "opened"])
 
 
 def test_send_time_learns_each_customers_hour():

@@ -18,7 +18,7 @@ import pytest
 
 from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
 from nhip.clock import parse_as_of
-from tests.registry_demo import SEND_TIME_AS_OF, clone_home, trained_demo  # noqa: F401 (fixture)
+from tests.registry_demo import SEND_TIME_AS_OF, clone_home
 from training.gate import (
     Verdict,
     baseline_failures,
@@ -241,7 +241,7 @@ def _propensity_result():
     metrics["ece"] = expected_calibration_error(test["label"], test["score"])
     recency = ranking_metrics(test["label"], -test["recency_days"])
     return SimpleNamespace(
-        model=model, metrics=metrics, baseline_metrics=recency, test=test,
+        model=model, metrics=metrics, test=test,
         plan=SimpleNamespace(test=parse_as_of("2026-07-30")),
         baselines={"recency": recency, "bgnbd": {"auc": 0.61, "pr_auc": 0.3, "lift_top_decile": 1.7}},
     )
@@ -284,8 +284,8 @@ def test_the_send_time_report_shows_a_heatmap_per_channel_and_the_fallback_sourc
     stamps = pd.date_range("2026-06-01", periods=60 * 24, freq="h", tz="Asia/Ho_Chi_Minh")[::7]
     sends = pd.DataFrame({"customer_id": rng.choice(["c_a", "c_b", "c_c"], len(stamps)),
                           "channel": rng.choice(["zalo_oa", "email"], len(stamps)),
-                          "how": hour_of_week(stamps)})
-    sends["opened"] = ((sends["how"] % 24).between(19, 21) & (rng.random(len(sends)) < 0.7)).astype(int)
+                          "hour_of_week": hour_of_week(stamps)})
+    sends["opened"] = ((sends["hour_of_week"] % 24).between(19, 21) & (rng.random(len(sends)) < 0.7)).astype(int)
     model = SendTimeModel().fit(sends)
     result = SimpleNamespace(model=model, sends=sends, metrics={"sends": float(len(sends)), "holdout_auc": 0.7})
     text = _visible_text(send_time_report(result, FINGERPRINT))
@@ -293,11 +293,3 @@ def test_the_send_time_report_shows_a_heatmap_per_channel_and_the_fallback_sourc
         assert f'Giờ gửi: {channel} <span class="en">/ Send hours: {channel}</span>' in text
     assert "Nguồn của đường giờ gửi <span class=\"en\">/ Where each customer's curve comes from" in text
     assert "Giờ mở tốt nhất của cửa hàng" in text and "The shop's best opening hours" in text
-
-    class Version1Like:  # a model from before `shop_curve` and `sources_summary`
-        channels_ = ("sms",)
-        shop_how_ = {"sms": np.linspace(0.1, 0.2, 168)}
-
-    old = SimpleNamespace(model=Version1Like(), sends=sends.assign(channel="sms"), metrics={})
-    text = _visible_text(send_time_report(old, FINGERPRINT))
-    assert "Send hours: sms" in text and "CN Sun 23:00" in text  # the best hour of the rising curve

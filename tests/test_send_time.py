@@ -20,10 +20,10 @@ from features.store import open_store
 from models.send_time import (
     SOURCES,
     QuietHours,
+    SendHourModel,
     SendTimeConfig,
     SendTimeInputs,
     SendTimeModel,
-    SendTimeModelV1,
     hour_of_week,
 )
 from nhip.clock import parse_as_of
@@ -49,7 +49,7 @@ def _sends_at_nine() -> pd.DataFrame:
             opened = read_at is not None and (customer != "rare" or i in (3, 17))
             open_how = _how(day) + read_at if opened else np.nan
             rows.append((customer, "zalo_oa", _how(sent), int(opened), open_how))
-    return pd.DataFrame(rows, columns=["customer_id", "channel", "how", "opened", "open_how"])
+    return pd.DataFrame(rows, columns=["customer_id", "channel", "hour_of_week", "opened", "open_hour_of_week"])
 
 
 def _activity(customer: str, channel: str, hours: dict[int, float]) -> tuple[str, str, list[float]]:
@@ -90,7 +90,7 @@ def test_reading_hour_is_not_the_send_hour():
     curve, _ = model.curve("owl", "zalo_oa")
     assert curve[_how(_day(20))] > 2 * curve[_how(_day(9))]
     # Version 1 credits the 9:00 send with the open, which is the confusion version 2 removes.
-    v1_when, _, _ = SendTimeModelV1().fit(_sends_at_nine()).best_time(
+    v1_when, _, _ = SendHourModel().fit(_sends_at_nine()).best_time(
         "owl", "zalo_oa", _day(8), _day(8) + pd.Timedelta(hours=24), QUIET)
     assert v1_when.hour == 9
 
@@ -192,11 +192,11 @@ def test_thompson_exploration_tries_other_hours_reproducibly():
 def test_version_1_models_still_load_and_answer():
     import pickle
 
-    old = SendTimeModelV1().fit(_sends_at_nine())
+    old = SendHourModel().fit(_sends_at_nine())
     state = old.__getstate__()
     revived = SendTimeModel.__new__(SendTimeModel)  # how a v1 champion pickled as SendTimeModel comes back
     revived.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert isinstance(revived, SendTimeModelV1)
+    assert isinstance(revived, SendHourModel)
     assert revived.best_time("owl", "zalo_oa", _day(8), _day(21), QUIET)[0].hour == 9
 
 
@@ -248,7 +248,7 @@ def test_machine_opens_are_not_reads(owl_store):
     email = sends[sends["channel"] == "email"]
     assert len(email) == 1 and email["opened"].iloc[0] == 0
     zalo = sends[sends["channel"] == "zalo_oa"]
-    assert zalo["opened"].all() and (np.floor(zalo["open_how"]) % 24 == 20).all()
+    assert zalo["opened"].all() and (np.floor(zalo["open_hour_of_week"]) % 24 == 20).all()
     email_activity = inputs.activity[inputs.activity["channel"] == "email"]
     assert email_activity.empty  # the mail client's open is not the customer's activity
 

@@ -144,7 +144,6 @@ class PropensityResult:
     model: PropensityModel
     plan: SnapshotPlan
     metrics: dict[str, float]
-    baseline_metrics: dict[str, float]  # = baselines["recency"], kept for older callers
     test: pd.DataFrame  # test rows with `score` (and `bgnbd_score`, the BG/NBD P(any purchase))
     row_counts: dict[str, int] = field(default_factory=dict)
     # Every comparison on the same test rows: "recency" (ranking only), "bgnbd" (P(any purchase in the
@@ -263,4 +262,4 @@ def fit_propensity(
     details = {"scheme": plan.scheme, "bgnbd_params": params_bg,
                "label_windows": sorted({w for d in [*plan.train, *plan.calibration]
                                         for w in plan.windows(d)})}
-    return PropensityResult(model, plan, metrics, recency, test, counts, baselines, details)
+    return PropensityResult(model, plan, metrics, test, counts, baselines, details)

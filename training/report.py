@@ -101,12 +101,6 @@ def propensity_plots(result) -> dict[str, bytes]:
     return plots
 
 
-def _baselines(result) -> dict[str, dict[str, float]]:
-    """The rules the model is compared with: `result.baselines` when the fit provides several."""
-    baselines = getattr(result, "baselines", None)
-    return dict(baselines) if baselines else {"recency": result.baseline_metrics}
-
-
 def propensity_buckets(result) -> pd.Series:
     """Customers of the test snapshot per High / Medium / Low bucket (what the gate checks for empties)."""
     scored = score_profiles(result.model, result.test, min_events=0)
@@ -142,7 +136,7 @@ def propensity_report(result, fingerprint: dict, plots: dict[str, bytes] | None 
     quality = grade(m["auc"], m["lift_top_decile"])
     rows = ["auc", "pr_auc", "lift_top_decile", "brier", "log_loss"]
     columns = {"model / mô hình": [m.get(k, np.nan) for k in rows]}
-    for name, metrics in _baselines(result).items():
+    for name, metrics in result.baselines.items():
         columns[_BASELINE_LABELS.get(name, name)] = [metrics.get(k, np.nan) for k in rows]
     metrics = pd.DataFrame(columns, index=["AUC", "PR-AUC", "lift top 10%", "Brier", "log-loss"])
 
@@ -204,19 +198,12 @@ def propensity_report(result, fingerprint: dict, plots: dict[str, bytes] | None 
     return _render("Khả năng mua hàng / Purchase propensity", sections, fingerprint)
 
 
-def _shop_curve(model, channel: str) -> np.ndarray:
-    """The shop-wide 168-hour curve of a channel, through the model's public method when it has one."""
-    if hasattr(model, "shop_curve"):
-        return np.asarray(model.shop_curve(channel), dtype=float)
-    return np.asarray(model.shop_how_[channel], dtype=float)
-
-
 def send_time_plots(result) -> dict[str, bytes]:
     """One 7 × 24 heatmap (day of week × hour, Vietnam time) of the shop curve per channel."""
     plots = {}
     for channel in result.model.channels_:
         fig, ax = _figure(7, 2.6)
-        image = ax.imshow(_shop_curve(result.model, channel).reshape(7, 24), aspect="auto", cmap="viridis")
+        image = ax.imshow(result.model.shop_curve(channel).reshape(7, 24), aspect="auto", cmap="viridis")
         ax.set_yticks(range(7), _DAYS)
         ax.set_xticks(range(0, 24, 2))
         ax.set_xlabel("hour / giờ")
@@ -253,17 +240,16 @@ def send_time_report(result, fingerprint: dict, plots: dict[str, bytes] | None =
         "Opens in the last 30 days predicted by a model fitted on the sends before, against the shop curve.",
     ) + _table(pd.Series(rows).to_frame("value / giá trị"))
     sections = [_section("Đánh giá", "Evaluation", evaluation)]
-    if hasattr(model, "sources_summary"):
-        summary = pd.DataFrame(model.sources_summary()).T.fillna(0).astype(int)
-        summary.columns = [_SOURCE_LABELS.get(c, c) for c in summary.columns]
-        sections.append(_section("Nguồn của đường giờ gửi", "Where each customer's curve comes from", _both(
-            "Số khách theo mức dự phòng: lịch sử riêng của khách, rồi đến đường chung của cửa hàng.",
-            "Customers per fallback level: their own history first, then the shop's curve.",
-        ) + _table(summary, "{:.0f}")))
+    summary = pd.DataFrame(model.sources_summary()).T.fillna(0).astype(int)
+    summary.columns = [_SOURCE_LABELS.get(c, c) for c in summary.columns]
+    sections.append(_section("Nguồn của đường giờ gửi", "Where each customer's curve comes from", _both(
+        "Số khách theo mức dự phòng: lịch sử riêng của khách, rồi đến đường chung của cửa hàng.",
+        "Customers per fallback level: their own history first, then the shop's curve.",
+    ) + _table(summary, "{:.0f}")))
     for channel in model.channels_:
         sends = result.sends[result.sends["channel"] == channel]
         customers = sends["customer_id"].nunique()
-        best = _best_hours(_shop_curve(model, channel))
+        best = _best_hours(model.shop_curve(channel))
         body = _img(plots[f"heatmap_{channel}.png"], f"heatmap {channel}") + _both(
             f"{len(sends)} lượt gửi tới {customers} khách. Giờ mở tốt nhất của cửa hàng: {best}.",
             f"{len(sends)} sends to {customers} customers. The shop's best opening hours: {best}.",

@@ -13,7 +13,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from features.identity.events import resolve_events
 from features.identity.graph import IdentityConfig
 from features.profile.activity import activity_by_hour, message_responses
-from models.send_time import SendTimeInputs, SendTimeModel, SendTimeModelV1
+from models.send_time import SendHourModel, SendTimeInputs, SendTimeModel
 
 
 @dataclass
@@ -35,7 +35,7 @@ def send_time_inputs(con: duckdb.DuckDBPyConnection, as_of: datetime, identity: 
 def _scores(model, sends: pd.DataFrame, shop_only: bool = False) -> np.ndarray:
     if shop_only:
         shop = {c: model.shop_curve(c) for c in sends["channel"].unique()}
-        return np.array([shop[c][int(h)] for c, h in zip(sends["channel"], sends["how"])])
+        return np.array([shop[c][int(h)] for c, h in zip(sends["channel"], sends["hour_of_week"])])
     return model.predict_rows(sends)
 
 
@@ -67,7 +67,7 @@ def fit_send_time(
     if (sends["ts"] <= cut).any() and after["opened"].nunique() == 2:
         earlier = send_time_inputs(con, cut, identity)
         held = SendTimeModel(prior_strength=prior_strength).fit(earlier)
-        v1 = SendTimeModelV1().fit(earlier.sends)
+        v1 = SendHourModel().fit(earlier.sends)
         y = after["opened"]
         auc, loss = _holdout_metrics(y, _scores(held, after))
         auc_shop, loss_shop = _holdout_metrics(y, _scores(held, after, shop_only=True))

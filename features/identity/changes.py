@@ -7,7 +7,7 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from features.identity.graph import Resolution, _key
+from features.identity.graph import Resolution, id_key
 from features.store import table_names
 from nhip.clock import utcnow
 
@@ -43,11 +43,11 @@ def identity_changes(
     both = current[["id_type", "id_value", "customer_id"]].merge(before, on=["id_type", "id_value"])
 
     used = resolution.links[resolution.links["used"]].sort_values(["first_ts", "event_key"])
-    customer_of = dict(zip(_key(current["id_type"], current["id_value"]), current["customer_id"]))
-    a_keys = _key(used["a_type"], used["a_value"])
-    links_of = dict(tuple(used.assign(key_a=a_keys, key_b=_key(used["b_type"], used["b_value"]),
+    customer_of = dict(zip(id_key(current["id_type"], current["id_value"]), current["customer_id"]))
+    a_keys = id_key(used["a_type"], used["a_value"])
+    links_of = dict(tuple(used.assign(key_a=a_keys, key_b=id_key(used["b_type"], used["b_value"]),
                                       customer=a_keys.map(customer_of)).groupby("customer")))
-    both["key"] = _key(both["id_type"], both["id_value"])
+    both["key"] = id_key(both["id_type"], both["id_value"])
     anchors = both.drop_duplicates(["customer_id", "before"]).groupby("customer_id")
 
     groups = both.groupby("customer_id")["before"].agg(lambda s: sorted(set(s)))

@@ -31,7 +31,7 @@ class AsOfMismatch(ValueError):
     """Resolved events built for one as-of date were handed to code working at another."""
 
 
-def _ts_literal(as_of: datetime) -> str:
+def ts_literal(as_of: datetime) -> str:
     return f"TIMESTAMP '{pd.Timestamp(as_of).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
@@ -115,7 +115,7 @@ def resolved_events(con: duckdb.DuckDBPyConnection, resolution: Resolution) -> R
     con.register("_set_aside_df", resolution.set_aside[["id_type", "id_value"]])
     con.execute(f"CREATE TEMP TABLE {set_aside} AS SELECT * FROM _set_aside_df")
     con.unregister("_set_aside_df")
-    until = _ts_literal(resolution.as_of)
+    until = ts_literal(resolution.as_of)
     # Row ids first, on the narrow key columns; the whole rows are fetched by row id afterwards, which
     # spares reading every column of every event.
     con.execute(f"CREATE TEMP TABLE {orphans} AS SELECT e.rowid AS rid FROM events e SEMI JOIN {set_aside} s "

@@ -10,7 +10,7 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from features.identity.graph import TYPE_RANK, Resolution, _key
+from features.identity.graph import TYPE_RANK, Resolution, id_key
 from features.schema import IDENTIFIER_FIELDS
 from nhip.clock import local_text
 
@@ -46,7 +46,7 @@ def explain(
     query = (id_type, id_value)
     links = resolution.links
     set_aside = resolution.set_aside
-    out_keys = set(_key(set_aside["id_type"], set_aside["id_value"]))
+    out_keys = set(id_key(set_aside["id_type"], set_aside["id_value"]))
     nodes = resolution.nodes.set_index(["id_type", "id_value"])
     if f"{id_type}\x1f{id_value}" in out_keys:
         touching = links[((links["a_type"] == id_type) & (links["a_value"] == id_value))
@@ -60,9 +60,9 @@ def explain(
 
     customer = resolution.customer_of(id_type, id_value)
     members = resolution.identity[resolution.identity["customer_id"] == customer]
-    member_keys = set(_key(members["id_type"], members["id_value"]))
+    member_keys = set(id_key(members["id_type"], members["id_value"]))
     used = links[links["used"]]
-    a_key = _key(used["a_type"], used["a_value"])  # both ends of a used link share a customer
+    a_key = id_key(used["a_type"], used["a_value"])  # both ends of a used link share a customer
     inside = used[a_key.isin(member_keys)].sort_values(["first_ts", "event_key"])
     neighbours: dict[tuple[str, str], list] = {}
     for row in inside.itertuples(index=False):
@@ -85,11 +85,11 @@ def explain(
     info = nodes.loc[list(zip(members["id_type"], members["id_value"]))].reset_index()
     info["_rank"] = info["id_type"].map(TYPE_RANK)
     info = info.sort_values(["first_seen", "_rank", "id_value"]).drop(columns="_rank")
-    touching = links[_key(links["a_type"], links["a_value"]).isin(member_keys)
-                     | _key(links["b_type"], links["b_value"]).isin(member_keys)]
-    near = set(_key(touching["a_type"], touching["a_value"])) | set(
-        _key(touching["b_type"], touching["b_value"]))
-    nearby = set_aside[_key(set_aside["id_type"], set_aside["id_value"]).isin(near)]
+    touching = links[id_key(links["a_type"], links["a_value"]).isin(member_keys)
+                     | id_key(links["b_type"], links["b_value"]).isin(member_keys)]
+    near = set(id_key(touching["a_type"], touching["a_value"])) | set(
+        id_key(touching["b_type"], touching["b_value"]))
+    nearby = set_aside[id_key(set_aside["id_type"], set_aside["id_value"]).isin(near)]
     return Explanation(query, resolution.as_of, customer, info.reset_index(drop=True), steps, nearby)
 
 

@@ -174,7 +174,7 @@ def _graph(con: duckdb.DuckDBPyConnection, as_of: datetime) -> tuple[pd.DataFram
     return nodes, links
 
 
-def _key(types: pd.Series, values: pd.Series) -> pd.Series:
+def id_key(types: pd.Series, values: pd.Series) -> pd.Series:
     return types.astype(object) + "\x1f" + values.astype(object)
 
 
@@ -253,7 +253,7 @@ class Resolution:
 
     def customer_of(self, id_type: str, id_value: str) -> str | None:
         if not self._customer:
-            self._customer = dict(zip(_key(self.identity["id_type"], self.identity["id_value"]),
+            self._customer = dict(zip(id_key(self.identity["id_type"], self.identity["id_value"]),
                                       self.identity["customer_id"]))
         return self._customer.get(f"{id_type}\x1f{id_value}")
 

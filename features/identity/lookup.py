@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.identity.graph import Resolution, _key
+from features.identity.graph import Resolution, id_key
 from features.ingest.parsers.emails import normalize_email
 from features.ingest.parsers.phones import normalize_phone
 from features.schema import IDENTIFIER_FIELDS
@@ -30,7 +30,7 @@ def find_identifier(
 ) -> list[tuple[str, str]]:
     """The identifiers seen by `as_of` that `value` may denote (a customer id denotes its identifiers)."""
     nodes = resolution.nodes
-    known = set(_key(nodes["id_type"], nodes["id_value"]))
+    known = set(id_key(nodes["id_type"], nodes["id_value"]))
     if id_type in (None, "customer_id") and value.strip().startswith("c_"):
         rows = resolution.identity[resolution.identity["customer_id"] == value.strip()]
         if len(rows):

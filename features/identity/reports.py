@@ -7,7 +7,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from features.identity.events import ResolvedEvents, _ts_literal
+from features.identity.events import ResolvedEvents, ts_literal
 from features.identity.graph import Resolution
 from features.schema import IDENTIFIER_FIELDS
 from nhip.clock import local_iso
@@ -47,7 +47,7 @@ def set_aside_report(con: duckdb.DuckDBPyConnection, resolution: Resolution) -> 
     )
     try:
         stranded = con.execute(
-            f"WITH stranded AS (SELECT * FROM events e WHERE e.ts <= {_ts_literal(resolution.as_of)} "
+            f"WITH stranded AS (SELECT * FROM events e WHERE e.ts <= {ts_literal(resolution.as_of)} "
             f"AND NOT ({usable})) {counts}"
         ).df()
     finally:

@@ -9,14 +9,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.ingest.keys import _event_keys
-from features.ingest.normalise import _columns_from_records, _normalise_columns
+from features.ingest.keys import event_keys
+from features.ingest.normalise import columns_from_records, normalise_columns
 from features.ingest.readers import READERS, IngestError
 from features.ingest.rows import RawRows
 from features.store import EVENT_COLUMNS, connect
@@ -96,11 +95,11 @@ def _store(
     started = started or utcnow()
     parts = [] if rows.columns is None else [rows.columns]
     if rows.records or not parts:
-        parts.insert(0, _columns_from_records(rows.records, rows.lines, rows.raw_text))
+        parts.insert(0, columns_from_records(rows.records, rows.lines, rows.raw_text))
 
     tables, why, lines, quarantine = [], [], [], list(rows.unreadable)
     for part in parts:
-        table, reasons = _normalise_columns(part)
+        table, reasons = normalise_columns(part)
         rejected = np.flatnonzero(pd.notna(reasons))
         quarantine += zip(part.lines[rejected].tolist(), part.raw(rejected), reasons[rejected])
         tables.append(table)
@@ -111,7 +110,7 @@ def _store(
     ok = pd.isna(why_all)
     events, ok_lines = _filter(events, ok), line_all[ok]
 
-    keys = _event_keys(events, con) if events.num_rows else pa.array([], pa.large_string())
+    keys = event_keys(events, con) if events.num_rows else pa.array([], pa.large_string())
     is_new = _new_rows(con, keys, ok_lines)
     _insert_events(con, _filter(events.append_column("event_key", keys), is_new), source, started)
     _insert_quarantine(con, quarantine, source, started)
@@ -247,7 +246,3 @@ def import_rows(
         con.execute("ROLLBACK")
         raise
     return report, per_row
-
-
-def ingest_paths(paths: Iterable[Path], store_path: Path) -> list[IngestReport]:
-    return [ingest_file(Path(p), store_path) for p in paths]

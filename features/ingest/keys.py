@@ -8,41 +8,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.ingest.normalise import _combined
+from features.ingest.normalise import combined_chunks
 from features.schema import CANONICAL_FIELDS
 
 _HASHED_FIELDS = [f for f in CANONICAL_FIELDS if f not in ("event_id", "name", "ts")]
 
 
-def event_keys(frame: pd.DataFrame) -> pd.Series:
-    """The dedup key of each event.
-
-    With an `event_id` the key is (channel, event_id): ids are unique within a source, and a retried
-    webhook repeats it. Without one, the key hashes the normalised content, so re-importing the same file
-    — or the same row written with a different phone format — changes nothing.
-    """
-    columns = {}
-    for name in ("ts", "channel", "event_id", *_HASHED_FIELDS):
-        values = frame[name]
-        if name == "ts":
-            values = values.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
-            columns[name] = pa.array(values.to_numpy(), pa.timestamp("ns"))
-        elif pd.api.types.is_float_dtype(values.dtype):
-            columns[name] = pa.array(values.to_numpy(), pa.float64(), from_pandas=True)
-        else:
-            columns[name] = pa.array(values.to_numpy(dtype=object), pa.large_string(), from_pandas=True)
-    return pd.Series(_event_keys(pa.table(columns)).to_numpy(zero_copy_only=False), index=frame.index,
-                     dtype=object)
-
-
-def _event_keys(events: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Array:
+def event_keys(events: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Array:
     """`event_keys` on Arrow columns: the key text is built column-wise and hashed (SHA-1) by DuckDB,
     on `con` when given (a new in-memory database costs ~20 ms, too much for a collector batch).
 
     Keys are the first 32 hex digits of SHA-1 over `id␟channel␟event_id`, or without an `event_id` over
     `c␟ts (ns)␟` and the hashed fields (numbers as Python writes them, missing as empty).
     """
-    has_id = _combined(events["event_id"].is_valid()).to_numpy(zero_copy_only=False)
+    has_id = combined_chunks(events["event_id"].is_valid()).to_numpy(zero_copy_only=False)
     separator = pa.scalar("\x1f", pa.large_string())
     text = pc.binary_join_element_wise(
         pa.scalar("id", pa.large_string()), events["channel"].fill_null(""), events["event_id"].fill_null(""),
@@ -55,7 +34,7 @@ def _event_keys(events: pa.Table, con: duckdb.DuckDBPyConnection | None = None) 
             column = rows[name]
             parts.append((_float_text(column) if pa.types.is_floating(column.type) else column).fill_null(""))
         content = pc.binary_join_element_wise(*parts, separator)
-        text = pc.replace_with_mask(_combined(text), pa.array(~has_id), _combined(content))
+        text = pc.replace_with_mask(combined_chunks(text), pa.array(~has_id), combined_chunks(content))
     own = con is None
     con = duckdb.connect() if own else con
     con.register("_ingest_key_text", pa.table({"text": text}))

@@ -73,7 +73,7 @@ class MappingError(IngestError):
     """The mapping file is wrong, or does not fit the export's header; nothing is imported."""
 
 
-def _key(text: str) -> str:
+def header_key(text: str) -> str:
     """How headers and mapped values are compared: NFC, case-folded, whitespace trimmed and collapsed."""
     text = unicodedata.normalize("NFC", text.replace("\ufeff", ""))
     return unicodedata.normalize("NFC", " ".join(text.split()).casefold())
@@ -89,7 +89,7 @@ class Mapping:
     combine: dict[str, tuple[str, ...]] = field(default_factory=dict)
     separators: dict[str, str] = field(default_factory=dict)  # combine target -> joining text
     formats: dict[str, str] = field(default_factory=dict)
-    values: dict[str, dict[str, str]] = field(default_factory=dict)  # target -> {_key(value): value}
+    values: dict[str, dict[str, str]] = field(default_factory=dict)  # target -> {header_key(value): value}
     optional: tuple[str, ...] = ()
     drop: tuple[str, ...] = ()
     keep: tuple[str, ...] | None = None
@@ -164,11 +164,11 @@ def parse_mapping(data: dict, origin: str = "<mapping>") -> Mapping:
     for column, target in table("columns").items():
         where = f"[columns] {column!r}"
         target = check_target(target, where)
-        if _key(column) in seen_columns:
-            fail(f"[columns] lists {column!r} and {seen_columns[_key(column)]!r}, which are the same header")
+        if header_key(column) in seen_columns:
+            fail(f"[columns] lists {column!r} and {seen_columns[header_key(column)]!r}, which are the same header")
         if target in fed_by:
             fail(f"{target} is mapped from both {fed_by[target]!r} and {column!r}")
-        seen_columns[_key(column)] = column
+        seen_columns[header_key(column)] = column
         fed_by[target] = column
         columns[column] = target
 
@@ -228,7 +228,7 @@ def parse_mapping(data: dict, origin: str = "<mapping>") -> Mapping:
                 fail(f"[values.{target}] {raw!r} must translate to a text, not {value!r}")
             if target in ("channel", "type") and not _TOKEN_RE.match(value):
                 fail(f"[values.{target}] {raw!r} = {value!r} is not a lowercase token")
-            out[raw if raw == _ANY_VALUE else _key(raw)] = value
+            out[raw if raw == _ANY_VALUE else header_key(raw)] = value
         values[target] = out
 
     for required in ("ts", "channel", "type"):
@@ -239,13 +239,13 @@ def parse_mapping(data: dict, origin: str = "<mapping>") -> Mapping:
 
     optional, drop = column_list("optional"), column_list("drop")
     keep = column_list("keep") if "keep" in data else None
-    mapped = {_key(c) for c in columns} | {_key(p) for parts in combine.values() for p in parts}
+    mapped = {header_key(c) for c in columns} | {header_key(p) for parts in combine.values() for p in parts}
     for key, listed in (("drop", drop), ("keep", keep or ())):
         for column in listed:
-            if _key(column) in mapped:
+            if header_key(column) in mapped:
                 fail(f"`{key}` names {column!r}, which is mapped; only unmapped columns go to properties")
     for column in optional:
-        if _key(column) not in mapped:
+        if header_key(column) not in mapped:
             fail(f"`optional` names {column!r}, which no [columns] or [combine] entry reads")
     if drop and keep is not None:
         fail("use `drop` or `keep`, not both")
@@ -374,27 +374,27 @@ class _Plan:
         self.mapping = mapping
         positions: dict[str, int] = {}
         for i, name in enumerate(header):
-            positions.setdefault(_key(name), i)
-        optional = {_key(c) for c in mapping.optional}
+            positions.setdefault(header_key(name), i)
+        optional = {header_key(c) for c in mapping.optional}
         for column, target in mapping.sources.items():
-            if _key(column) not in positions and _key(column) not in optional:
+            if header_key(column) not in positions and header_key(column) not in optional:
                 shown = ", ".join(f'"{h.strip()}"' for h in header)
                 raise MappingError(
                     f"{path}: column \"{column}\" (mapped to {target} by {mapping.origin}) is not in the "
                     f"file's header; the header is: {shown}")
-        self.mapped = [(positions[_key(c)], t) for c, t in mapping.columns.items() if _key(c) in positions]
+        self.mapped = [(positions[header_key(c)], t) for c, t in mapping.columns.items() if header_key(c) in positions]
         self.combined = [
-            (target, ([positions.get(_key(p)) for p in parts], mapping.separators[target]))
+            (target, ([positions.get(header_key(p)) for p in parts], mapping.separators[target]))
             for target, parts in mapping.combine.items()]
         used = {i for i, _ in self.mapped} | {
             i for _, (parts, _) in self.combined for i in parts if i is not None}
-        drop = {_key(c) for c in mapping.drop}
-        keep = None if mapping.keep is None else {_key(c) for c in mapping.keep}
+        drop = {header_key(c) for c in mapping.drop}
+        keep = None if mapping.keep is None else {header_key(c) for c in mapping.keep}
         self.extra: list[tuple[int, str]] = []
         names: set[str] = set()
         for i, name in enumerate(header):
             label = " ".join(unicodedata.normalize("NFC", name).replace("\ufeff", "").split())
-            if i in used or not label or _key(label) in drop or (keep is not None and _key(label) not in keep):
+            if i in used or not label or header_key(label) in drop or (keep is not None and header_key(label) not in keep):
                 continue
             while label in names:
                 label += "_"
@@ -432,7 +432,7 @@ class _Plan:
         """Translate and store one value; the quarantine reason when it cannot be translated."""
         translation = self.mapping.values.get(target)
         if translation is not None:
-            translated = translation.get(_key(value), translation.get(_ANY_VALUE))
+            translated = translation.get(header_key(value), translation.get(_ANY_VALUE))
             if translated is None:
                 return f"{target}: value not in [values.{target}] of the mapping"
             value = translated

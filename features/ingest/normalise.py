@@ -30,7 +30,7 @@ from features.schema import CANONICAL_FIELDS, IDENTIFIER_FIELDS
 MAX_FIELD_CHARS = 64 * 1024
 
 _TOKEN = r"^[a-z][a-z0-9_]*$"
-_VALUE_FIELDS = [f for f in CANONICAL_FIELDS if f != "properties"]
+VALUE_FIELDS = [f for f in CANONICAL_FIELDS if f != "properties"]
 _TEXT_FIELDS = ("event_id", "name", "product_id", "product_name", "category", "campaign_id", "message_id")
 # Exactly the characters `str.strip()` removes (tests check this against `str.isspace`), so trimming a
 # whole Arrow column gives what trimming each value in Python would.
@@ -42,24 +42,24 @@ _PY_WHITESPACE = (
 
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
     if value is None or value is pd.NaT or value is pd.NA:
         return True
     return isinstance(value, (float, np.floating, np.datetime64)) and bool(pd.isna(value))
 
 
-def _properties_text(properties: object, extra: dict) -> tuple[str | None, str | None]:
+def properties_text(properties: object, extra: dict) -> tuple[str | None, str | None]:
     """JSON text of `properties` merged with every non-canonical key, so nothing a source sent is lost.
 
     Returns (text, None), or (None, reason) when the merge cannot be written as JSON.
     """
     if isinstance(properties, dict):
         merged = dict(properties)
-    elif _missing(properties) or not _truthy(properties):
+    elif is_missing(properties) or not _truthy(properties):
         merged = {}
     else:
         merged = {"value": properties}
-    merged.update((k, v) for k, v in extra.items() if not _missing(v))
+    merged.update((k, v) for k, v in extra.items() if not is_missing(v))
     if not merged:
         return None, None
     try:
@@ -75,16 +75,16 @@ def _truthy(value: object) -> bool:
         return len(value) > 0
 
 
-def _columns_from_records(records: list[dict], lines: Sequence[int], raw_text: Sequence[str]) -> ColumnRows:
+def columns_from_records(records: list[dict], lines: Sequence[int], raw_text: Sequence[str]) -> ColumnRows:
     """Records (dicts) as columns of Python values, with their stored `properties` text."""
     frame = pd.DataFrame(
-        {f: pd.Series([r.get(f) for r in records], dtype=object) for f in _VALUE_FIELDS},
+        {f: pd.Series([r.get(f) for r in records], dtype=object) for f in VALUE_FIELDS},
         index=pd.RangeIndex(len(records)),
     )
     texts, problems = [], np.full(len(records), None, dtype=object)
     for i, record in enumerate(records):
         extra = {k: v for k, v in record.items() if k not in CANONICAL_FIELDS}
-        text, problems[i] = _properties_text(record.get("properties"), extra)
+        text, problems[i] = properties_text(record.get("properties"), extra)
         texts.append(text)
     frame["properties"] = pd.Series(texts, dtype=object)
     return ColumnRows(frame, np.asarray(lines, dtype=np.int64), lambda at: [raw_text[i] for i in at], problems)
@@ -92,7 +92,7 @@ def _columns_from_records(records: list[dict], lines: Sequence[int], raw_text: S
 
 def _cell_text(value: object) -> tuple[str | None, str | None]:
     """One value as stripped text (None when missing or blank), or the problem that makes it unusable."""
-    if _missing(value):
+    if is_missing(value):
         return None, None
     if isinstance(value, bytes):
         try:
@@ -130,7 +130,7 @@ def _text(values: pd.Series) -> tuple[pa.Array, np.ndarray | None]:
     once per distinct value when the column has one type).
     """
     if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
-        text = pc.utf8_trim(_combined(pa.array(values.array)), _PY_WHITESPACE).cast(pa.large_string())
+        text = pc.utf8_trim(combined_chunks(pa.array(values.array)), _PY_WHITESPACE).cast(pa.large_string())
         if pc.any(pc.equal(text, "")).as_py():
             text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.large_string()), text)
         return text, None
@@ -152,7 +152,7 @@ def _text(values: pd.Series) -> tuple[pa.Array, np.ndarray | None]:
     return pa.array(texts, pa.large_string(), from_pandas=True), (problems if has_problem.any() else None)
 
 
-def _combined(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+def combined_chunks(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
@@ -193,11 +193,11 @@ class _Reasons:
         return np.array(self.labels, dtype=object)[self.code]
 
 
-def _mask(array: pa.Array) -> np.ndarray:
+def true_mask(array: pa.Array) -> np.ndarray:
     return array.fill_null(False).to_numpy(zero_copy_only=False)
 
 
-def _normalise_columns(rows: ColumnRows) -> tuple[pa.Table, np.ndarray]:
+def normalise_columns(rows: ColumnRows) -> tuple[pa.Table, np.ndarray]:
     """Canonical, normalised events as Arrow columns and a reason per rejected row (None where accepted).
 
     The checks run in a fixed order and a row keeps the first reason it fails: unusable fields, then `ts`,
@@ -212,8 +212,8 @@ def _normalise_columns(rows: ColumnRows) -> tuple[pa.Table, np.ndarray]:
     out = {"ts": _timestamps(raw["ts"], text["ts"], usable, reasons)}
     for name in ("channel", "type"):
         out[name] = pc.ascii_lower(text[name])
-        reasons.reject(~_mask(out[name].is_valid()), f"missing {name}")
-        reasons.reject(~_mask(pc.match_substring_regex(out[name], _TOKEN)), f"{name} is not a lowercase token")
+        reasons.reject(~true_mask(out[name].is_valid()), f"missing {name}")
+        reasons.reject(~true_mask(pc.match_substring_regex(out[name], _TOKEN)), f"{name} is not a lowercase token")
     out.update(_identifiers(text, reasons))
 
     amount, bad_amount = parse_amounts(raw["amount"].where(usable))
@@ -237,14 +237,14 @@ def _usable_text(raw: dict[str, pd.Series], reasons: _Reasons) -> dict[str, pa.A
             for problem in pd.unique(problems[pd.notna(problems)]):
                 reasons.reject(problems == problem, f"{problem}: {name}")
         if (pc.max(pc.binary_length(text[name])).as_py() or 0) > MAX_FIELD_CHARS:  # bytes >= characters
-            reasons.reject(_mask(pc.greater(pc.utf8_length(text[name]), MAX_FIELD_CHARS)),
+            reasons.reject(true_mask(pc.greater(pc.utf8_length(text[name]), MAX_FIELD_CHARS)),
                            f"field too long: {name}")
     return text
 
 
 def _timestamps(raw: pd.Series, text: pa.Array, usable: np.ndarray, reasons: _Reasons) -> pa.Array:
     """Naive UTC times (ns); raw values go to the parser, which reads numbers and datetimes as such."""
-    present = _mask(text.is_valid()) & usable
+    present = true_mask(text.is_valid()) & usable
     ts = parse_timestamps(raw.where(present)).dt.tz_localize(None)
     reasons.reject(~present, "missing ts")
     reasons.reject(ts.isna().to_numpy(), "unparseable ts")
@@ -259,10 +259,10 @@ def _identifiers(text: dict[str, pa.Array], reasons: _Reasons) -> dict[str, pa.A
         "email": _arrow_text(normalize_emails(_series(text["email"]))),
         **{name: text[name] for name in IDENTIFIER_FIELDS[2:]},
     }
-    ids = np.column_stack([_mask(out[name].is_valid()) for name in IDENTIFIER_FIELDS])
+    ids = np.column_stack([true_mask(out[name].is_valid()) for name in IDENTIFIER_FIELDS])
     no_id = ~ids.any(axis=1)
-    reasons.reject(no_id & _mask(text["phone"].is_valid()), "invalid phone and no other identifier")
-    reasons.reject(no_id & _mask(text["email"].is_valid()), "invalid email and no other identifier")
+    reasons.reject(no_id & true_mask(text["phone"].is_valid()), "invalid phone and no other identifier")
+    reasons.reject(no_id & true_mask(text["email"].is_valid()), "invalid email and no other identifier")
     reasons.reject(no_id, "no identifier")
     out["pid_type"] = pc.take(pa.array(IDENTIFIER_FIELDS, pa.large_string()), pa.array(ids.argmax(axis=1)))
     out["pid_value"] = pc.coalesce(*(out[name] for name in IDENTIFIER_FIELDS))
@@ -278,15 +278,3 @@ def _quantities(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     out[codes >= 0] = values[codes[codes >= 0]]
     bad = (codes >= 0) & np.isnan(out)
     return pa.array(out, pa.float64(), from_pandas=True), bad
-
-
-def normalise(records: list[dict]) -> tuple[pd.DataFrame, pd.Series]:
-    """Canonical, normalised events and a reason per rejected row (index aligned with `records`)."""
-    table, why = _normalise_columns(_columns_from_records(records, range(len(records)), []))
-    events = pd.DataFrame({
-        name: (column.to_pandas() if pa.types.is_floating(column.type)
-               else pd.Series(column.to_numpy(zero_copy_only=False)).dt.tz_localize("UTC") if name == "ts"
-               else pd.Series(column.to_pylist(), dtype=object))  # text as str/None, as before
-        for name, column in zip(table.column_names, table.columns)
-    })
-    return events, pd.Series(why, index=events.index, dtype=object)

@@ -34,7 +34,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.ingest.normalise import _VALUE_FIELDS, _mask, _missing, _properties_text
+from features.ingest.normalise import (
+    VALUE_FIELDS,
+    is_missing,
+    properties_text,
+    true_mask,
+)
 from features.ingest.rows import ColumnRows, RawRows
 from features.schema import CANONICAL_FIELDS
 from features.store import quiet
@@ -121,8 +126,8 @@ def _parse_plain_lines(lines: pa.Array) -> tuple[np.ndarray, pd.DataFrame]:
     first of repeated keys only). Each JSON function parses the line again, so each appears once.
     Should DuckDB fail on some input, every line takes the Python route.
     """
-    struct = ", ".join(f'"{f}": "VARCHAR"' for f in _VALUE_FIELDS)
-    paths = ", ".join(f"'$.\"{f}\"'" for f in _VALUE_FIELDS)
+    struct = ", ".join(f'"{f}": "VARCHAR"' for f in VALUE_FIELDS)
+    paths = ", ".join(f"'$.\"{f}\"'" for f in VALUE_FIELDS)
     query = f"""
         SELECT pos, fields, keys, regexp_full_match(types, '{_PLAIN_TYPES}') AS plain_types,
                length(types) - length(replace(types, ',', '')) + (types <> '')::INTEGER AS found
@@ -142,9 +147,9 @@ def _parse_plain_lines(lines: pa.Array) -> tuple[np.ndarray, pd.DataFrame]:
     finally:
         con.close()
     fields = table.column("fields")
-    found = table.column("found").to_numpy() + _mask(pc.struct_field(fields, "properties").is_valid())
+    found = table.column("found").to_numpy() + true_mask(pc.struct_field(fields, "properties").is_valid())
     keys = table.column("keys").to_numpy()
-    plain = (keys > 0) & (keys == found) & _mask(table.column("plain_types"))
+    plain = (keys > 0) & (keys == found) & true_mask(table.column("plain_types"))
     if not plain.all():
         table = table.filter(pa.array(plain))
         fields = table.column("fields")
@@ -163,7 +168,7 @@ def _properties_from_json(texts: pd.Series) -> tuple[pd.Series, np.ndarray]:
     ok = np.ones(len(uniques), dtype=bool)
     for i, text in enumerate(uniques):
         try:
-            merged[i], problem = _properties_text(json.loads(text, parse_constant=_no_constant), {})
+            merged[i], problem = properties_text(json.loads(text, parse_constant=_no_constant), {})
         except (ValueError, RecursionError):
             ok[i] = False
             continue
@@ -297,19 +302,19 @@ def read_parquet(path: Path) -> RawRows:
         problems[:] = f"Parquet file repeats a column: {repeated[0]}"
         frame = frame.loc[:, ~frame.columns.duplicated()]
     extra = [c for c in frame.columns if c not in CANONICAL_FIELDS]
-    columns = pd.DataFrame({f: frame[f] for f in _VALUE_FIELDS if f in frame.columns})
+    columns = pd.DataFrame({f: frame[f] for f in VALUE_FIELDS if f in frame.columns})
     if extra or "properties" in frame.columns:
         texts = []
         for i, row in enumerate(frame[[*extra, *(["properties"] if "properties" in frame else [])]]
                                 .to_dict(orient="records")):
-            text, problem = _properties_text(row.pop("properties", None), row)
+            text, problem = properties_text(row.pop("properties", None), row)
             texts.append(text)
             problems[i] = problems[i] or problem
         columns["properties"] = pd.Series(texts, dtype=object)
 
     def raw(at: np.ndarray) -> list[str]:
         rows = frame.iloc[at].to_dict(orient="records")
-        return [json.dumps({k: v for k, v in r.items() if not _missing(v)}, ensure_ascii=False, default=str)
+        return [json.dumps({k: v for k, v in r.items() if not is_missing(v)}, ensure_ascii=False, default=str)
                 for r in rows]
 
     return RawRows([], [], [], [], ColumnRows(columns, np.arange(1, n + 1), raw, problems))

@@ -57,17 +57,17 @@ def activity_by_hour(
     return events.con.execute(
         f"""
         WITH hours AS (
-            SELECT customer_id, channel, {sql_hour_of_week("ts")} AS how, count(*) AS n
+            SELECT customer_id, channel, {sql_hour_of_week("ts")} AS hour_of_week, count(*) AS n
             FROM {source} WHERE {ACTIVE} AND channel IN ({quoted(channels)})
               AND event_key NOT IN ({_machine_opens(source)})
             GROUP BY ALL
         ), spread AS (
-            SELECT customer_id, channel, (how + k.shift + {HOURS_PER_WEEK}) % {HOURS_PER_WEEK} AS how,
+            SELECT customer_id, channel, (hour_of_week + k.shift + {HOURS_PER_WEEK}) % {HOURS_PER_WEEK} AS hour_of_week,
                    sum(n * k.weight) AS value
             FROM hours CROSS JOIN (VALUES {kernel}) k(shift, weight)
             GROUP BY ALL
         ), cells AS (
-            SELECT customer_id, channel, map(list(how), list(value)) AS m FROM spread GROUP BY ALL
+            SELECT customer_id, channel, map(list(hour_of_week), list(value)) AS m FROM spread GROUP BY ALL
         )
         SELECT customer_id, channel, totals.n_events,
                list_transform(range({HOURS_PER_WEEK}), lambda h: coalesce(m[h], 0.0)) AS counts
@@ -79,8 +79,8 @@ def activity_by_hour(
 
 
 def message_responses(events: ResolvedEvents) -> pd.DataFrame:
-    """One row per message sent by as_of: customer_id, channel, ts (naive UTC), how (local hour of week of
-    the send), opened (1 when the customer opened or clicked it by as_of) and open_how (local hour of week
+    """One row per message sent by as_of: customer_id, channel, ts (naive UTC), hour_of_week (local hour of
+    week of the send), opened (1 when the customer opened or clicked it by as_of) and open_hour_of_week (local hour of week
     of that first response, as a float with minutes, NaN when unopened).
 
     Machine opens do not count: a message only the mail client "opened" was not read. The time of the
@@ -98,9 +98,9 @@ def message_responses(events: ResolvedEvents) -> pd.DataFrame:
               AND event_key NOT IN ({_machine_opens(source)})
             GROUP BY ALL
         )
-        SELECT s.customer_id, s.channel, s.ts, {sql_hour_of_week("s.ts")} AS how,
+        SELECT s.customer_id, s.channel, s.ts, {sql_hour_of_week("s.ts")} AS hour_of_week,
                (r.message_id IS NOT NULL)::INTEGER AS opened,
-               {sql_hour_of_week("r.ts")} + minute({sql_local('r.ts')}) / 60.0 AS open_how
+               {sql_hour_of_week("r.ts")} + minute({sql_local('r.ts')}) / 60.0 AS open_hour_of_week
         FROM sent s LEFT JOIN read r USING (message_id)
         ORDER BY s.ts, s.customer_id
         """

@@ -33,6 +33,7 @@ demo: $(STAMP)
 	$(BIN)/nhip serve --port $(PORT) --print-examples
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:

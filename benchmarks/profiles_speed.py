@@ -104,7 +104,10 @@ def pandas_profiles(events, as_of):
     purchase = (ty == "purchase").to_numpy()
     by_type = {t: (ty == t).to_numpy() for t in ty.unique()}
     no = np.zeros(len(e), dtype=bool)
-    is_type = lambda t: by_type.get(t, no)
+
+    def is_type(t):
+        return by_type.get(t, no)
+
     on = {c: (ch == c).to_numpy() for c in set(RFM_CHANNELS) | set(MESSAGE_CHANNELS)}
     groups = cid.to_numpy()
 
@@ -171,7 +174,8 @@ def pandas_profiles(events, as_of):
         frame[f"consent_{c}"] = last[c].reindex(frame.index).fillna(False).astype(bool) if c in last else False
 
     # engagement rates and time to open: one row per message, owned by its send
-    m = e.loc[e["message_id"].notna().to_numpy() & ty.isin(["message_sent", *(f"message_{r}" for r in REACTIONS)]).to_numpy()]
+    message_types = ["message_sent", *(f"message_{r}" for r in REACTIONS)]
+    m = e.loc[e["message_id"].notna().to_numpy() & ty.isin(message_types).to_numpy()]
     # The first send owns the message; ties on time go to the smallest (customer_id, channel), as in SQL.
     sends = m[m["type"] == "message_sent"].sort_values(["ts", "customer_id", "channel"]).drop_duplicates(
         "message_id")

@@ -8,9 +8,9 @@ Derived tables (identity map, profiles) can always be rebuilt from `events`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 

@@ -65,7 +65,7 @@ class RFSummary:
     weight: np.ndarray
 
     @classmethod
-    def of(cls, frequency, recency, T) -> "RFSummary":
+    def of(cls, frequency, recency, T) -> RFSummary:
         frame = pd.DataFrame({"x": np.asarray(frequency, dtype=float),
                               "t_x": np.asarray(recency, dtype=float),
                               "T": np.asarray(T, dtype=float)})
@@ -102,7 +102,7 @@ class BGNBD:
 
     # -- fitting ----------------------------------------------------------------------------------------
 
-    def fit(self, frequency, recency, T) -> "BGNBD":
+    def fit(self, frequency, recency, T) -> BGNBD:
         """Maximise the log-likelihood over log(r, alpha, a, b), so every parameter stays positive.
 
         Time is rescaled internally so that the mean T is 1: alpha is the only parameter with a time unit

@@ -10,7 +10,7 @@ Every stage imports these from here, so the offset and the numbering of the week
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,7 @@ def local_timestamp(value: datetime | str) -> pd.Timestamp:
 
 def utcnow() -> datetime:
     """Now, as naive UTC like every instant in the store."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def local_text(ts) -> str:

@@ -17,10 +17,10 @@ longer than the horizon, so this is also the test of the short-history scheme of
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd

@@ -69,8 +69,8 @@ def grade(auc: float, lift: float) -> str:
     def from_auc(a: float) -> int:
         return 0 if a < 0.6 else 1 if a < 0.7 else 2 if a < 0.8 else 3
 
-    def from_lift(l: float) -> int:
-        return 0 if l < 1.5 else 1 if l < 2.0 else 2 if l < 3.0 else 3
+    def from_lift(lift: float) -> int:
+        return 0 if lift < 1.5 else 1 if lift < 2.0 else 2 if lift < 3.0 else 3
 
     if np.isnan(auc):
         return "Poor"

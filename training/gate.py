@@ -10,8 +10,8 @@ problem found.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 BUCKET_NAMES = ("High", "Medium", "Low")
 

@@ -5,9 +5,9 @@ No MLflow here (see training/runner.py): these functions are what notebooks call
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 
 import duckdb
 import numpy as np

@@ -13,7 +13,7 @@ import getpass
 import json
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from models.names import CHAMPION_ALIAS, MODEL_NAMES, PROPENSITY_MODEL, SEND_TIME_MODEL
@@ -165,7 +165,7 @@ def move_champion(mlflow_client, name: str, version: str, action: str, by: str, 
         version=str(version),
         previous=previous,
         action=action,
-        at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        at=datetime.now(UTC).isoformat(timespec="seconds"),
         by=by,
         why=why[:2000],
     )
@@ -262,7 +262,7 @@ def list_versions(tracking: TrackingConfig, model_key: str | None = None) -> dic
 
 
 def _local_minute(epoch_ms: int) -> str:
-    utc = datetime.fromtimestamp(epoch_ms / 1000, timezone.utc).replace(tzinfo=None)
+    utc = datetime.fromtimestamp(epoch_ms / 1000, UTC).replace(tzinfo=None)
     return f"{to_local(utc):%Y-%m-%d %H:%M}"
 
 
@@ -287,7 +287,7 @@ def format_versions(name: str, rows: list[VersionRow]) -> list[str]:
         lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
     by_hand = [m for r in rows for m in r.moves if m.by != GATE]
     for move in sorted(by_hand, key=lambda m: m.seq):
-        at = datetime.fromisoformat(move.at).astimezone(timezone.utc).replace(tzinfo=None)
+        at = datetime.fromisoformat(move.at).astimezone(UTC).replace(tzinfo=None)
         lines.append(f"  {to_local(at):%Y-%m-%d %H:%M}  {move.action} to version {move.version} "
                      f"(was {move.previous or 'none'}) by {move.by}: {move.why}")
     return lines

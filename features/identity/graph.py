@@ -94,7 +94,7 @@ SET_ASIDE_COLUMNS = ["id_type", "id_value", "first_seen", "n_events", "linked_ty
 
 def customer_id_for(id_type: str, id_value: str) -> str:
     """The stable customer id of a component whose oldest identifier is (id_type, id_value)."""
-    return "c_" + hashlib.sha1(f"{id_type}:{id_value}".encode("utf-8")).hexdigest()[:12]
+    return "c_" + hashlib.sha1(f"{id_type}:{id_value}".encode()).hexdigest()[:12]
 
 
 #

@@ -394,7 +394,8 @@ class _Plan:
         names: set[str] = set()
         for i, name in enumerate(header):
             label = " ".join(unicodedata.normalize("NFC", name).replace("\ufeff", "").split())
-            if i in used or not label or header_key(label) in drop or (keep is not None and header_key(label) not in keep):
+            kept = keep is None or header_key(label) in keep
+            if i in used or not label or header_key(label) in drop or not kept:
                 continue
             while label in names:
                 label += "_"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

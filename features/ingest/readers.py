@@ -25,8 +25,8 @@ import codecs
 import csv
 import io
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import duckdb
 import numpy as np

@@ -80,8 +80,8 @@ def activity_by_hour(
 
 def message_responses(events: ResolvedEvents) -> pd.DataFrame:
     """One row per message sent by as_of: customer_id, channel, ts (naive UTC), hour_of_week (local hour of
-    week of the send), opened (1 when the customer opened or clicked it by as_of) and open_hour_of_week (local hour of week
-    of that first response, as a float with minutes, NaN when unopened).
+    week of the send), opened (1 when the customer opened or clicked it by as_of) and open_hour_of_week
+    (local hour of week of that first response, as a float with minutes, NaN when unopened).
 
     Machine opens do not count: a message only the mail client "opened" was not read. The time of the
     response is kept because it says when the customer reads, which the send time does not: a message

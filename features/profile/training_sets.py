@@ -11,8 +11,8 @@ with a late snapshot (see `training.propensity.plan_snapshots`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Callable, Sequence
 
 import duckdb
 import pandas as pd

@@ -6,8 +6,9 @@ tests/test_profiles.py and tests/test_feature_themes.py prove it.
 
 The wide profile is the core columns below (overall recency/frequency/monetary, tenure, browsing, message
 counts, consent) followed by the themes, each in its own module: per-channel RFM (`features.profile.rfm`),
-per-channel engagement (`features.profile.engagement`), message fatigue (`features.profile.fatigue`) and affinities
-(`features.profile.affinities`). Activity by hour of week is too wide for it: `features.profile.activity.activity_by_hour`.
+per-channel engagement (`features.profile.engagement`), message fatigue (`features.profile.fatigue`) and
+affinities (`features.profile.affinities`). Activity by hour of week is too wide for it:
+`features.profile.activity.activity_by_hour`.
 The resolved events are materialised once per build and every theme reads that table. Most columns come
 from one aggregate pass over its event cells (`features.profile.windows.cells_sql`: one row per customer, type,
 channel and time-window bucket, ~7× fewer rows than events); the distinct counts, the per-message and the

@@ -54,7 +54,7 @@ class Hit:
 
 
 class VectorStore(Protocol):
-    """What features.vectors.lookalike and features.vectors.next_products needs from a vector store; scores are dot products."""
+    """What the lookalike and next-product queries need from a vector store; scores are dot products."""
 
     def replace(self, collections: Sequence[Collection], stamp: str) -> None:
         """Write the collections under new names, then make readers see them (old ones are dropped)."""

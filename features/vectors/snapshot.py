@@ -181,7 +181,9 @@ class SnapshotStore:
         manifest = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8"))
         for coll_name in manifest["collections"]:
             data = _Loaded(self.folder, coll_name)
-            keep = ~np.isin(data.keys.astype(str), list(present)) if coll_name == name else np.ones(len(data.keys), bool)
+            keep = np.ones(len(data.keys), bool)
+            if coll_name == name:
+                keep = ~np.isin(data.keys.astype(str), list(present))
             collections.append(Collection(
                 coll_name, list(data.keys[keep]), {k: np.asarray(v)[keep] for k, v in data.vectors.items()},
                 data.payload.iloc[keep].reset_index(drop=True)))

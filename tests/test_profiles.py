@@ -2,10 +2,11 @@
 import pandas as pd
 import pytest
 
-from features.identity.events import resolve_events
+from features.identity.events import AsOfMismatch, resolve_events
 from features.identity.graph import resolve_graph
 from features.ingest.importer import ingest_file
 from features.profile.labels import purchase_labels
+from features.profile.wide import build_profiles
 from features.store import open_store
 from nhip.clock import parse_as_of
 from tests.conftest import IDENTITY, TINY_EVENTS, profiles_at, write_jsonl
@@ -118,3 +119,26 @@ def test_consent_revocation_wins_a_tie(workspace, tmp_path):
     with open_store(workspace.store_path, read_only=True) as con:
         profile = profiles_at(con, parse_as_of("2026-03-10")).iloc[0]
     assert not profile["consent_sms"]
+
+
+def test_resolved_events_for_two_dates_live_side_by_side(store):
+    """Each value names its own relations: resolving a second date does not change what the first reads
+    (a view registered under one fixed name would have been silently replaced)."""
+    early, late = parse_as_of("2026-03-01T17:00"), parse_as_of("2026-04-01")
+    with open_store(store, read_only=True) as con:
+        alone = profiles_at(con, early)
+        with resolve_events(con, early, IDENTITY) as first, resolve_events(con, late, IDENTITY) as second:
+            pd.testing.assert_frame_equal(build_profiles(first), alone)
+            assert len(build_profiles(second)) == 2 and len(alone) == 1
+
+
+def test_resolved_events_refuse_another_date_and_use_after_close(store):
+    as_of = parse_as_of("2026-04-01")
+    with open_store(store, read_only=True) as con:
+        events = resolve_events(con, as_of, IDENTITY)
+        assert events.require(as_of) is events
+        with pytest.raises(AsOfMismatch, match="cannot be used as of"):
+            events.require(parse_as_of("2026-03-01"))
+        events.close()
+        with pytest.raises(RuntimeError, match="were closed"):
+            build_profiles(events)

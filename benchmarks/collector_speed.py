@@ -5,14 +5,15 @@ temporary NHIP_HOME, and posts canonical events in batches from this process: sy
 (phones, VND amounts and local times written the ways sources write them), or `--events demo` for
 synthetic.demo_shop's. Request bodies
 are encoded before the clock starts, so the figure is the collector's: HTTP, JSON parsing, normalisation,
-deduplication and one DuckDB transaction per batch, up to the client having every answer.
+the fsynced spool file, and the drain's commit (several batches per commit when they queue up), up to
+the client having every answer (`"stored": true`: the events are in the store).
 
 Two passes over the same batches: `fresh` (events new to the store) and `replay` (every event sent again,
 as retried webhooks are: all duplicates).
 
     .venv/bin/python benchmarks/collector_speed.py [--batches 100] [--batch-size 500] [--concurrency 2]
                                                    [--events synthetic|demo]
-    .venv/bin/python benchmarks/collector_speed.py --scaling     # store_rows alone, by batch size
+    .venv/bin/python benchmarks/collector_speed.py --scaling     # prepare + commit alone, by batch size
 """
 
 from __future__ import annotations
@@ -142,26 +143,33 @@ def post_all(base: str, key: str, bodies: list[bytes], concurrency: int) -> tupl
 
 
 def scaling(events: list[dict], sizes: list[int]) -> None:
-    """In-process cost of one collector batch (RawRows + `store_rows` + commit) by batch size, no HTTP:
-    separates the per-call overhead of the import step from its per-event cost."""
-    from features.ingest.collector import _rows
-    from features.ingest.importer import store_rows
-    from features.store import connect
+    """In-process cost of one collector batch by batch size, no HTTP and no spool: normalising and keying
+    (`prepare_rows`), then one commit of it alone (`store_prepared` under the writer lock, on a kept
+    DuckDB connection as the collector's drain does). Separates the per-commit overhead of the store from
+    the per-event cost."""
+    import duckdb
 
+    from features.ingest.importer import prepare_rows, store_prepared
+    from features.ingest.spool import batch_rows
+    from features.store import store_writer
+
+    scratch = duckdb.connect()
     with tempfile.TemporaryDirectory(prefix="nhip-collector-scaling-") as home:
         for size in sizes:
-            con = connect(Path(home) / f"events-{size}.duckdb", create=True)
+            store = Path(home) / f"store-{size}"
             bodies = [json.dumps(events[i:i + size]).encode() for i in range(0, len(events) - size + 1, size)]
-            timings = []
+            prepare, commit = [], []
             for body in bodies[: max(3, min(len(bodies), 20_000 // size))]:
                 start = time.perf_counter()
-                con.execute("BEGIN TRANSACTION")
-                store_rows(con, _rows(json.loads(body)), "collector")
-                con.execute("COMMIT")
-                timings.append(time.perf_counter() - start)
-            con.close()
-            per_batch = sorted(timings[1:])[len(timings[1:]) // 2]  # median, first batch excluded
-            print(f"  batch of {size:>5,}: {per_batch * 1000:6.0f} ms  → {size / per_batch:9,.0f} events/s")
+                prepared = prepare_rows(batch_rows(json.loads(body)), "collector", con=scratch)
+                middle = time.perf_counter()
+                with store_writer(store, doing="benchmark", con=scratch) as writer:
+                    store_prepared(writer, [prepared])
+                prepare.append(middle - start)
+                commit.append(time.perf_counter() - middle)
+            p, c = (sorted(t[1:])[len(t[1:]) // 2] for t in (prepare, commit))  # medians, first excluded
+            print(f"  batch of {size:>5,}: prepare {p * 1000:5.0f} ms + commit {c * 1000:5.0f} ms"
+                  f"  → {size / (p + c):9,.0f} events/s")
 
 
 def main() -> None:
@@ -173,7 +181,7 @@ def main() -> None:
     parser.add_argument("--events", choices=("synthetic", "demo"), default="synthetic",
                         help="synthetic webhook-like events (default) or synthetic.demo_shop's")
     parser.add_argument("--scaling", action="store_true",
-                        help="instead: in-process store_rows time per batch for several batch sizes")
+                        help="instead: in-process prepare and commit time per batch for several batch sizes")
     args = parser.parse_args()
     if args.scaling:
         sizes = [100, 500, 1000, 2000, 5000]

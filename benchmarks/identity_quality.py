@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         data = generate(customers=args.customers, days=args.days, seed=args.seed)
         paths = write(data, Path(tmp) / "data")
-        store = Path(tmp) / "events.duckdb"
+        store = Path(tmp) / "store"
         report = ingest_file(paths["events"], store)
         print(f"{args.customers:,} persons × {args.days} days, seed {args.seed}: {len(data.events):,} events, "
               f"{report.accepted:,} stored, {report.quarantined:,} quarantined "
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         truth = normalised_truth(data.identities)
         limits = [int(x) for x in args.limits.split(",") if x.strip()] + [NO_GUARD]
         rows = []
-        with open_store(store, read_only=True) as con:
+        with open_store(store) as con:
             as_of = con.execute("SELECT max(ts) FROM events").fetchone()[0]
             for limit in limits:
                 row, resolution, resolved = evaluate(con, as_of, truth, limit)

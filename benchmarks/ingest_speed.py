@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -65,15 +66,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"machine: {machine()}")
         results: dict[str, list[float]] = {"fresh": [], "re-import": []}
         for i in range(args.repeat):
-            store = tmp / f"store-{i}.duckdb"
+            store = tmp / f"store-{i}"
             seconds, fresh = timed(path, store)
             results["fresh"].append(seconds)
             seconds, again = timed(path, store)
             results["re-import"].append(seconds)
             assert again.accepted == 0 and again.duplicates == fresh.accepted + fresh.duplicates
             print(f"  run {i + 1}: fresh {results['fresh'][-1]:.2f} s, re-import {seconds:.2f} s")
-            for name in store.parent.glob(f"{store.name}*"):
-                name.unlink()
+            shutil.rmtree(store)
         rows = fresh.rows_read
         print(f"rows read: {rows:,} (accepted {fresh.accepted:,}, duplicates {fresh.duplicates:,}, "
               f"quarantined {fresh.quarantined:,})")

@@ -1,6 +1,6 @@
 """Profile build speed and memory on a 10M-event store, with a plain pandas reference side by side.
 
-    .venv/bin/python benchmarks/profiles_speed.py --store /tmp/nhip-prof/store.duckdb \
+    .venv/bin/python benchmarks/profiles_speed.py --store /tmp/nhip-prof/store \
         [--chunks 11] [--customers 5000] [--days 240] [--threads 2] [--memory-limit 2.5GB]
 
 The store is the demo shop (synthetic.demo_shop) generated in `--chunks` independent parts of
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,12 +53,12 @@ def _make_part_distinct(events, part: int) -> None:
 
 def build_store(store: Path, chunks: int, customers: int, days: int, seed: int) -> None:
     from features.ingest.importer import ingest_file
-    from features.store import open_store
+    from features.store import open_store, store_exists
     from synthetic.demo_shop import generate, write
 
     done: set[str] = set()
-    if store.exists():
-        with open_store(store, read_only=True) as con:
+    if store_exists(store):
+        with open_store(store) as con:
             done = {s for (s,) in con.execute("SELECT source FROM imports").fetchall()}
     with tempfile.TemporaryDirectory(prefix="nhip-prof-bench-") as tmp:
         for i in range(chunks):
@@ -248,17 +249,24 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+@contextmanager
 def open_for_bench(store: Path, threads: int, memory_limit: str, temp: Path):
-    from features.store import connect
+    """The store as every job reads it (`open_store`), with the benchmark's DuckDB limits."""
+    from features.store import open_store
 
-    con = connect(store, read_only=True)
-    con.execute(f"SET threads = {threads}")
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute(f"SET temp_directory = '{temp}'")
-    return con
+    with open_store(store) as con:
+        con.execute(f"SET threads = {threads}")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET temp_directory = '{temp}'")
+        yield con
 
 
 def measure(args) -> dict:
+    with open_for_bench(args.store, args.threads, args.memory_limit, args.work) as con:
+        return _measure(args, con)
+
+
+def _measure(args, con) -> dict:
     import pandas as pd
 
     from benchmarks.shipped import SHIPPED
@@ -272,7 +280,6 @@ def measure(args) -> dict:
                           pd.DataFrame(), pd.DataFrame(), SHIPPED.identity)
 
     as_of = pd.Timestamp(args.as_of).to_pydatetime()
-    con = open_for_bench(args.store, args.threads, args.memory_limit, args.work)
     identity_path = args.work / "identity.parquet"
     set_aside_path = args.work / "set_aside.parquet"
     out: dict = {"step": args.measure}
@@ -342,10 +349,11 @@ def main(argv: list[str] | None = None) -> None:
     build_store(args.store, args.chunks, args.customers, args.days, args.seed)
     from features.store import open_store
 
-    with open_store(args.store, read_only=True) as con:
-        n_events, last = con.execute("SELECT count(*), max(ts) FROM events").fetchone()
+    with open_store(args.store) as con:
+        n_events, last = con.execute("SELECT count(*), max(ts) FROM events").fetchall()[0]
     args.as_of = str(last)
-    print(f"store: {args.store} ({args.store.stat().st_size / 2**30:.1f} GiB), {n_events:,} events, "
+    size = sum(p.stat().st_size for p in (args.store / "events").glob("*.parquet"))
+    print(f"store: {args.store} (events {size / 2**30:.2f} GiB of Parquet), {n_events:,} events, "
           f"as of {args.as_of} UTC (the last event)")
     print(f"machine: {machine()}; DuckDB threads={args.threads}, memory_limit={args.memory_limit}")
     with tempfile.TemporaryDirectory(prefix="nhip-prof-bench-") as work:

@@ -129,10 +129,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = generate(args.customers, args.days, args.seed)
         paths = write(data, Path(tmp) / "demo")
-        store = Path(tmp) / "events.duckdb"
+        store = Path(tmp) / "store"
         report = ingest_file(paths["events"], store)
         print(f"{args.customers} customers, {args.days} days, seed {args.seed}: {report.accepted:,} events")
-        with open_store(store, read_only=True) as con:
+        with open_store(store) as con:
             for name in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
                 day, horizon = SCENARIOS[name]
                 tables, notes = scenario(con, data, parse_as_of(day), horizon, lists)

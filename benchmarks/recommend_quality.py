@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.identity_quality import customer_persons  # noqa: E402
 from features.build import build_features
+from features.builds import Builds
 from features.ingest.importer import ingest_file
 from features.store import open_store
 from features.vectors.layout import ITEMS, PROFILES, split_profile
@@ -44,12 +45,14 @@ from synthetic.demo_shop import generate, write
 
 
 def purchases(con, start, end) -> pd.DataFrame:
+    """Products bought per customer in (start, end]; the build's identity map is registered as
+    `identity_map` on `con`."""
     return con.execute(
         """
         SELECT m.customer_id, e.product_id, count(*) AS n FROM events e
         JOIN identity_map m ON e.pid_type = m.id_type AND e.pid_value = m.id_value
         WHERE e.type = 'purchase' AND e.product_id IS NOT NULL AND e.ts > $start AND e.ts <= $end
-        GROUP BY ALL
+        GROUP BY ALL ORDER BY customer_id, product_id  -- "buy again" breaks ties by product, every run
         """, {"start": start, "end": end}).df()
 
 
@@ -76,13 +79,16 @@ def main() -> None:
             last = con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
         as_of = last - timedelta(days=args.holdout_days)
         started = time.perf_counter()
-        build_features(settings.store_path, as_of, settings.identity, settings.vectors)
+        build_features(settings.build, as_of, settings.vectors, to_qdrant=False)
         build_s = time.perf_counter() - started
-        with open_store(settings.store_path, read_only=True) as con:
-            person = customer_persons(con.execute("SELECT * FROM identity_map").df(), data.identities)
+        build = Builds(settings.builds).open()
+        identity = build.table("identity")
+        person = customer_persons(identity, data.identities)
+        with open_store(settings.store_path) as con:
+            con.register("identity_map", identity)
             before = purchases(con, last - timedelta(days=10_000), as_of)
             after = purchases(con, as_of, last)
-        store = open_vector_store(settings.vectors)
+        store = open_vector_store(settings.vectors, build)
         keys = pd.Index(store.scan(PROFILES).index)
         segment_of = data.truth.set_index("person_id")["segment"]
         segment = person.reindex(keys).map(segment_of).dropna()

@@ -96,9 +96,9 @@ def fit_on_demo(customers: int, days: int, seed: int, holdout_days: int = 30) ->
     with tempfile.TemporaryDirectory() as tmp:
         data = generate(customers, days, seed)
         paths = write(data, Path(tmp) / "demo")
-        store = Path(tmp) / "events.duckdb"
+        store = Path(tmp) / "store"
         ingest_file(paths["events"], store)
-        with open_store(store, read_only=True) as con:
+        with open_store(store) as con:
             as_of = con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
             started = time.perf_counter()
             result = fit_send_time(con, as_of, SHIPPED.identity, SHIPPED.send_time_prior_strength,

@@ -7,8 +7,8 @@ profiles, labels and training sets) and `vectors` (profile vectors, lookalikes, 
 of them.
 
 This module is the notebook API. Each function reads the workspace's settings (`NHIP_*`, or the
-`settings` passed in), opens the store read-only and closes it again, so a notebook never holds a lock
-another job needs.
+`settings` passed in) and reads a snapshot of the store (`features.store.open_store`), so a notebook
+never holds up an import, the collector or a build, however long it keeps its results.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
+    from features.builds import Build
     from features.vectors.layout import VectorStore
     from features.vectors.lookalike import Lookalike
     from features.vectors.next_products import NextProducts
@@ -38,14 +39,14 @@ def _settings(settings: Settings | None) -> Settings:
 
 
 @contextmanager
-def _vector_store(settings: Settings, store: VectorStore | None) -> Iterator[VectorStore]:
-    """`store` when the caller has one open; otherwise the workspace's, opened here and closed after."""
+def _vector_store(settings: Settings, build: Build, store: VectorStore | None) -> Iterator[VectorStore]:
+    """`store` when the caller has one open; otherwise the build's, opened here and closed after."""
     if store is not None:
         yield store
         return
     from features.vectors.stores import open_vector_store
 
-    opened = open_vector_store(settings.vectors)
+    opened = open_vector_store(settings.vectors, build)
     try:
         yield opened
     finally:
@@ -76,7 +77,7 @@ def profiles(as_of: AsOf, settings: Settings | None = None) -> pd.DataFrame:
     from nhip.clock import parse_as_of
 
     settings = _settings(settings)
-    with open_store(settings.store_path, read_only=True) as con:
+    with open_store(settings.store_path) as con:
         with resolve_events(con, parse_as_of(as_of), settings.identity) as events:
             return build_profiles(events)
 
@@ -111,7 +112,7 @@ def training_set(
     from nhip.clock import parse_as_of
 
     settings = _settings(settings)
-    with open_store(settings.store_path, read_only=True) as con:
+    with open_store(settings.store_path) as con:
         return build(con, [parse_as_of(d) for d in as_ofs], horizon_days, get_feature_list(feature_list),
                      settings.identity)
 
@@ -147,12 +148,13 @@ def lookalike(
         `.customers` (customer_id, similarity, best first), `.seeds` (the seeds' customer ids) and
         `.unknown_seeds` (seeds matching no customer with a vector, as given).
     """
+    from features.builds import Builds
     from features.vectors.lookalike import find_lookalikes
 
     settings = _settings(settings)
-    with _vector_store(settings, store) as vectors:
-        return find_lookalikes(settings.store_path, vectors, seeds, k, channel, id_type, behaviour_weight,
-                               content_weight)
+    build = Builds(settings.builds).open()
+    with _vector_store(settings, build, store) as vectors:
+        return find_lookalikes(build, vectors, seeds, k, channel, id_type, behaviour_weight, content_weight)
 
 
 def next_products(
@@ -182,8 +184,10 @@ def next_products(
         customer's content vector; "popular_in_categories" or "popular" for a customer who touched no
         product) and `.excluded`.
     """
+    from features.builds import Builds
     from features.vectors.next_products import suggest_next_products
 
     settings = _settings(settings)
-    with _vector_store(settings, store) as vectors:
-        return suggest_next_products(settings.store_path, vectors, customer_id, k, exclude_days)
+    build = Builds(settings.builds).open()
+    with _vector_store(settings, build, store) as vectors:
+        return suggest_next_products(build, vectors, customer_id, k, exclude_days)

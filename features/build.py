@@ -1,36 +1,52 @@
-"""The feature build job: identities, profiles and attributes as of a date into the store, vectors into
-Qdrant and the snapshot.
+"""The feature build job: identities, profiles and what serving needs of them, as of a date, into a new
+immutable build (`features.builds`); vectors into its snapshot and, when asked, into Qdrant.
 
-The stored `profiles` table is the online copy that serving reads; it is derived and can always be
-rebuilt from `events`. Each build appends a row to `feature_builds` with its as-of and the identity
-configuration it resolved with, so serving can refuse a champion trained under another one.
+A build reads the store through `open_store`, a snapshot of one store version that no writer waits for,
+and first stores whatever a stopped collector left in the spool, so every event acknowledged before it
+started is in it. Builds run one at a time (`Builds.lock`); a refresh that finds one running skips.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
+import duckdb
 
-from features.identity.changes import stored_identity_map, write_identity_tables
-from features.identity.events import resolved_events
+from features.builds import Build, Builds, BuildsConfig
+from features.identity.changes import identity_changes
+from features.identity.events import ResolvedEvents, resolved_events
 from features.identity.graph import IdentityConfig, resolve_graph
 from features.identity.reports import customer_attributes
+from features.ingest.spool import LocalSpool, drain_spool
 from features.profile.wide import build_profiles
-from features.store import open_store, table_names
+from features.store import fingerprint, open_store
 from features.vectors.config import VectorConfig
+from features.vectors.next_products import categories_by_customer, purchases_by_customer
 from nhip.clock import utcnow
 
-BUILD_STEPS = ("resolving identities", "computing profiles", "writing profiles")
-VECTOR_STEPS = ("embedding products", "writing vectors to Qdrant")
+BUILD_STEPS = ("resolving identities", "computing profiles", "writing the build")
+VECTOR_STEPS = ("embedding products", "writing vectors")
+# Spooled batches older than this belong to a collector that is not draining them (stopped or dead).
+STALE_SPOOL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a feature build reads and writes: the store, the spool a stopped collector may have
+    left batches in, where builds go, and the identity configuration every path shares."""
+
+    store_path: Path
+    spool_path: Path
+    builds: BuildsConfig
+    identity: IdentityConfig
 
 
 @dataclass
 class BuildSummary:
+    build_id: str
     as_of: datetime
     customers: int
     identifiers: int
@@ -38,53 +54,56 @@ class BuildSummary:
     vectors: int
 
 
-@dataclass
-class OnlineBuild:
-    """The latest feature build as serving reads it: profiles, identity map and what made them."""
-
-    profiles: pd.DataFrame  # indexed by customer_id, with the build's `as_of` column
-    identity: pd.DataFrame  # id_type, id_value, customer_id, first_seen
-    as_of: datetime | None
-    config: IdentityConfig | None  # None for a build made before builds recorded it
-    built_at: datetime | None
-
-
 def build_features(
-    store_path: Path,
+    config: BuildConfig,
     as_of: datetime,
-    identity: IdentityConfig,
     vectors: VectorConfig | None,
+    to_qdrant: bool,
     step: Callable[[str], None] | None = None,
+    wait: float = 3600.0,
 ) -> BuildSummary:
-    """Resolve identities as of `as_of` with `identity`, compute and store profiles; with `vectors`,
-    also embed products and write profile vectors. `step` is told each step's name (`BUILD_STEPS`,
-    then `VECTOR_STEPS`)."""
+    """Build as of `as_of` and make it current. With `vectors`, embed products and write the snapshot
+    (and Qdrant when `to_qdrant`). `step` is told each step's name (`BUILD_STEPS`, then `VECTOR_STEPS`);
+    `wait` bounds the wait for another build (`BuildBusy` after it)."""
     step = step or (lambda _: None)
-    with open_store(store_path) as con:
-        step(BUILD_STEPS[0])
-        # The previous build's map, to record merges, splits and renames in `identity_merges`.
-        previous, previous_as_of = stored_identity_map(con)
-        resolution = resolve_graph(con, as_of, identity)
-        step(BUILD_STEPS[1])
-        with resolved_events(con, resolution) as events:
-            profiles = build_profiles(events)
-            attributes = customer_attributes(events)
-            step(BUILD_STEPS[2])
-            con.register("profiles_df", profiles.reset_index())
-            con.execute("BEGIN TRANSACTION")
-            con.execute("CREATE OR REPLACE TABLE profiles AS SELECT *, $as_of AS as_of FROM profiles_df",
-                        {"as_of": as_of})
-            con.unregister("profiles_df")
-            write_identity_tables(con, resolution, previous, previous_as_of, attributes)
-            _record_build(con, as_of, identity, len(profiles), len(resolution.identity))
-            con.execute("COMMIT")
-            items_count = written = 0
-            if vectors is not None and len(profiles):
-                items_count, written = _write_vectors(con, events, profiles, vectors, step)
-    return BuildSummary(as_of, len(profiles), len(resolution.identity), items_count, written)
+    drain_spool(LocalSpool(config.spool_path), config.store_path, older_than=STALE_SPOOL_SECONDS, wait=60)
+    builds = Builds(config.builds)
+    with builds.lock(wait):
+        previous = builds.current()
+        draft = builds.draft()
+        with open_store(config.store_path) as con:
+            step(BUILD_STEPS[0])
+            resolution = resolve_graph(con, as_of, config.identity)
+            step(BUILD_STEPS[1])
+            with resolved_events(con, resolution) as events:
+                profiles = build_profiles(events)
+                tables = {
+                    "profiles": profiles.reset_index().assign(as_of=as_of),
+                    "identity": resolution.identity,
+                    "set_aside": resolution.set_aside,
+                    "attributes": customer_attributes(events),
+                    "purchases": purchases_by_customer(events),
+                    "categories": categories_by_customer(events),
+                }
+                step(BUILD_STEPS[2])
+                for name, frame in tables.items():
+                    frame.to_parquet(draft / f"{name}.parquet", index=False)
+                items = written = 0
+                if vectors is not None and len(profiles):
+                    items, written = _write_vectors(con, events, profiles, vectors, to_qdrant, draft, step)
+            data = fingerprint(con)
+        meta = {"as_of": as_of.isoformat(), "built_at": utcnow().isoformat(), "identity": config.identity.params(),
+                "events": data, "customers": len(profiles), "identifiers": len(resolution.identity),
+                "items": items, "vectors": written}
+        build = builds.publish(draft, meta)
+        previous_identity = previous.table("identity") if previous is not None else None
+        builds.record_changes(build.build_id, identity_changes(
+            previous_identity, resolution, previous.as_of if previous is not None else None))
+    return BuildSummary(build.build_id, as_of, len(profiles), len(resolution.identity), items, written)
 
 
-def _write_vectors(con, events, profiles: pd.DataFrame, config: VectorConfig, step) -> tuple[int, int]:
+def _write_vectors(con: duckdb.DuckDBPyConnection, events: ResolvedEvents, profiles, config: VectorConfig,
+                   to_qdrant: bool, draft: Path, step) -> tuple[int, int]:
     from features.vectors.embeddings import embed_texts
     from features.vectors.profile_vectors import (
         behaviour_vectors,
@@ -100,39 +119,17 @@ def _write_vectors(con, events, profiles: pd.DataFrame, config: VectorConfig, st
     item_vectors = embed_texts(items["text"].tolist(), config.embedding_model)
     content = content_vectors(profiles.index, product_interactions(events), items, item_vectors)
     step(VECTOR_STEPS[1])
-    client = open_qdrant(config)
+    client = open_qdrant(config) if to_qdrant else None
     try:
-        written = write_collections(
-            client, profiles, behaviour_vectors(profiles), content, items, item_vectors,
-            stamp=datetime.now().strftime("%Y%m%d%H%M%S%f"), snapshot_dir=config.snapshot_dir,
-        )
+        written = write_collections(client, profiles, behaviour_vectors(profiles), content, items, item_vectors,
+                                    stamp=draft.name.removeprefix(".draft-").replace("-", ""),
+                                    snapshot_dir=draft / "vectors")
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     return written["items"], written["profiles"]
 
 
-def _record_build(con, as_of: datetime, identity: IdentityConfig, customers: int, identifiers: int) -> None:
-    con.execute("CREATE TABLE IF NOT EXISTS feature_builds (built_at TIMESTAMP, as_of TIMESTAMP, "
-                "identity VARCHAR, customers BIGINT, identifiers BIGINT)")
-    con.execute("INSERT INTO feature_builds VALUES (?, ?, ?, ?, ?)",
-                [utcnow(), as_of, json.dumps(identity.params(), sort_keys=True), customers, identifiers])
-
-
-def load_online_build(store_path: Path) -> OnlineBuild:
-    """The latest built profiles and identity map, read once and the store closed again.
-
-    Serving calls this at start-up: holding no DuckDB handle lets the CLI keep writing to the store.
-    """
-    with open_store(store_path, read_only=True) as con:
-        tables = table_names(con)
-        if "profiles" not in tables:
-            raise LookupError("no profiles built yet; run `nhip features build --as-of DATE`")
-        profiles = con.execute("SELECT * FROM profiles").df().set_index("customer_id")
-        identity = con.execute("SELECT * FROM identity_map").df()
-        latest = None
-        if "feature_builds" in tables:
-            latest = con.execute("SELECT built_at, identity FROM feature_builds "
-                                 "ORDER BY built_at DESC LIMIT 1").fetchone()
-    as_of = profiles["as_of"].iloc[0] if len(profiles) else None
-    config = IdentityConfig.from_params(json.loads(latest[1])) if latest else None
-    return OnlineBuild(profiles, identity, as_of, config, latest[0] if latest else None)
+def last_build_events(build: Build | None) -> dict | None:
+    """The store fingerprint a build was made from (None before the first build)."""
+    return None if build is None else build.meta.get("events")

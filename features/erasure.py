@@ -1,12 +1,19 @@
 """Erasure: remove a person from every store Nhịp keeps, and say so without keeping personal data.
 
-Given any identifier, the person is the customer it resolves to with every link known today. Their
-events (any row carrying one of their identifiers), quarantined rows mentioning them, derived profile and
-identity rows, and their Qdrant profile vector are removed. The DuckDB file is then rewritten, because a
-DELETE only marks rows and their bytes would otherwise linger on disk until compaction.
+Given any identifier, the person is the customer it resolves to with every link known today (under the
+workspace's identity configuration, the one every other path uses). Removed:
 
-The audit record holds an erasure id, the time and the counts removed: no identifier, no customer id
-(customer ids are derived from identifiers, so they are personal data too).
+- from the event store, every event carrying one of their identifiers and every quarantined row that
+  mentions one in any format: the segments holding them are rewritten without them, under the store's
+  writer lock, and the old files deleted as soon as no reader still reads them (a training run that
+  opened the store before the erasure keeps reading its version until it finishes; the report says how
+  many files wait for that);
+- from the feature builds: a new build without them becomes current, older builds are deleted, and the
+  recorded merges forget them;
+- their Qdrant profile point.
+
+The audit record (`erasures`) holds an erasure id, the time and the counts removed: no identifier and no
+customer id (customer ids are derived from identifiers, so they are personal data too).
 
 Files a user imported from stay as they are (raw data is immutable and not ours to edit): re-importing
 them brings the person back, so the source systems must erase too.
@@ -15,26 +22,27 @@ them brings the person back, so the source systems must erase too.
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
+from features.builds import TABLES as BUILD_TABLES
+from features.builds import Builds, BuildsConfig
 from features.identity.graph import IdentityConfig, resolve_graph
 from features.ingest.parsers.emails import normalize_email
 from features.ingest.parsers.phones import normalize_phone
 from features.schema import IDENTIFIER_FIELDS
-from features.store import connect, table_names
+from features.store import open_store, quiet, store_writer
+from features.store.writer import rewritten
 from features.vectors.config import VectorConfig
-from features.vectors.stores import erase_customers
+from features.vectors.layout import PROFILES
+from features.vectors.snapshot import snapshot_without
+from features.vectors.stores import erase_from_qdrant
 from nhip.clock import utcnow
-
-# Derived tables that may hold a customer's rows; all can be rebuilt from `events`.
-DERIVED_TABLES = {"profiles", "identity_map", "identity_merges", "identity_set_aside",
-                  "customer_attributes"}
 
 
 class ErasureError(LookupError):
@@ -95,89 +103,93 @@ def _raw_patterns(identifiers: pd.DataFrame) -> list[str]:
     return patterns
 
 
-def _quarantine_matches(con: duckdb.DuckDBPyConnection, patterns: list[str]) -> int:
+def _quarantine_condition(con: duckdb.DuckDBPyConnection, patterns: list[str]) -> str | None:
+    """SQL keeping the quarantined rows `s` that mention none of the patterns (registered on `con`)."""
     digits = [p.split(":", 1)[1] for p in patterns if p.startswith("digits:")]
     texts = [p.split(":", 1)[1] for p in patterns if p.startswith("text:")]
-    conditions = [f"contains(regexp_replace(raw, '[^0-9]', '', 'g'), '{d}')" for d in digits]
-    conditions += ["contains(lower(raw), ?)" for _ in texts]
-    if not conditions:
-        return 0
-    where = " OR ".join(conditions)
-    count = con.execute(f"SELECT count(*) FROM quarantine WHERE {where}", texts).fetchone()[0]
-    con.execute(f"DELETE FROM quarantine WHERE {where}", texts)
-    return int(count)
-
-
-def _compact(store_path: Path) -> None:
-    """Rewrite the database file so deleted rows leave no bytes behind."""
-    fresh = store_path.with_suffix(".compact.duckdb")
-    fresh.unlink(missing_ok=True)
-    con = duckdb.connect(str(store_path))
-    try:
-        name = con.execute("SELECT current_database()").fetchone()[0]
-        con.execute(f"ATTACH '{fresh}' AS fresh")
-        con.execute(f'COPY FROM DATABASE "{name}" TO fresh')
-        con.execute("DETACH fresh")
-    finally:
-        con.close()
-    shutil.move(str(fresh), str(store_path))
-    Path(str(store_path) + ".wal").unlink(missing_ok=True)
+    if not digits and not texts:
+        return None
+    con.register("erased_digits", pd.DataFrame({"d": pd.Series(digits, dtype=object)}))
+    con.register("erased_texts", pd.DataFrame({"t": pd.Series(texts, dtype=object)}))
+    return ("NOT EXISTS (SELECT 1 FROM erased_digits x WHERE contains(regexp_replace(s.raw, '[^0-9]', '', 'g'), x.d)) "
+            "AND NOT EXISTS (SELECT 1 FROM erased_texts x WHERE contains(lower(s.raw), x.t))")
 
 
 def erase(
-    store_path: Path, identity: IdentityConfig, vectors: VectorConfig, id_type: str, value: str
+    store_path: Path, builds: BuildsConfig, identity: IdentityConfig, vectors: VectorConfig, id_type: str,
+    value: str,
 ) -> ErasureReport:
     """Erase the person behind one identifier (`phone`, `email`, any identifier type, or `customer_id`)
-    from the store at `store_path` and the vector stores of `vectors`."""
+    from the store, the builds and Qdrant."""
     if id_type not in (*IDENTIFIER_FIELDS, "customer_id"):
         raise ErasureError(f"unknown identifier type {id_type!r}")
     value = value if id_type == "customer_id" else normalise_identifier(id_type, value)
     report = ErasureReport(erasure_id=uuid.uuid4().hex, customers=0, identifiers=0)
-    con = connect(store_path)
-    try:
-        person = _person(con, id_type, value, identity)
+    with store_writer(store_path, doing="erasing a person") as writer:
+        with open_store(store_path) as reader:
+            person = _person(reader, id_type, value, identity)
         customers = sorted(person["customer_id"].unique())
         report.customers, report.identifiers = len(customers), len(person)
-        con.execute("BEGIN TRANSACTION")
-        con.register("erased_ids", person[["id_type", "id_value"]])
-        matches = " OR ".join(
-            f"EXISTS (SELECT 1 FROM erased_ids x WHERE x.id_type = '{f}' AND x.id_value = e.{f})"
-            for f in IDENTIFIER_FIELDS
-        )
-        report.removed["events"] = con.execute(f"SELECT count(*) FROM events e WHERE {matches}").fetchone()[0]
-        con.execute(f"DELETE FROM events e WHERE {matches}")
-        report.removed["quarantine"] = _quarantine_matches(con, _raw_patterns(person))
-        con.register("erased_customers", pd.DataFrame({"customer_id": customers}))
-        for table in sorted(table_names(con) & DERIVED_TABLES):
-            columns = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
-            keys = [c for c in ("customer_id", "kept_customer_id", "absorbed_customer_id") if c in columns]
-            conditions = [f"{k} IN (SELECT customer_id FROM erased_customers)" for k in keys]
-            if {"id_type", "id_value"} <= columns:
-                conditions.append("(id_type, id_value) IN (SELECT (id_type, id_value) FROM erased_ids)")
-            if not conditions:
-                continue
-            where = " OR ".join(conditions)
-            report.removed[table] = con.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]
-            con.execute(f"DELETE FROM {table} WHERE {where}")
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS erasures (erasure_id VARCHAR, erased_at TIMESTAMP, "
-            "customers INTEGER, identifiers INTEGER, events BIGINT, quarantined_rows BIGINT)"
-        )
-        con.execute(
-            "INSERT INTO erasures VALUES (?, ?, ?, ?, ?, ?)",
-            [report.erasure_id, utcnow(), report.customers,
-             report.identifiers, report.removed["events"], report.removed["quarantine"]],
-        )
-        con.execute("COMMIT")
-    except BaseException:
+        con = quiet(duckdb.connect())
         try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:  # the failure came before the transaction began
-            pass
-        raise
-    finally:
-        con.close()
-    _compact(store_path)
-    report.removed["vectors"] = erase_customers(vectors, customers)
+            con.register("erased_ids", person[["id_type", "id_value"]])
+            matches = " OR ".join(
+                f"EXISTS (SELECT 1 FROM erased_ids x WHERE x.id_type = '{f}' AND x.id_value = s.{f})"
+                for f in IDENTIFIER_FIELDS)
+            files = [str(store_path / s.name) for s in writer.manifest.segments["events"]]
+            listed = ", ".join(f"'{f}'" for f in files)
+            keys = con.sql(f"SELECT event_key FROM read_parquet([{listed}]) s WHERE {matches}").to_arrow_table() \
+                if files else None
+            events, event_files, report.removed["events"] = rewritten(writer, con, "events", f"NOT ({matches})")
+            parts, replaced = {"events": events}, {"events": event_files}
+            keep = _quarantine_condition(con, _raw_patterns(person))
+            report.removed["quarantine"] = 0
+            if keep is not None:
+                parts["quarantine"], replaced["quarantine"], report.removed["quarantine"] = rewritten(
+                    writer, con, "quarantine", keep)
+        finally:
+            con.close()
+        parts["erasures"] = pa.table({
+            "erasure_id": [report.erasure_id], "erased_at": pa.array([utcnow()], pa.timestamp("us")),
+            "customers": pa.array([report.customers], pa.int32()),
+            "identifiers": pa.array([report.identifiers], pa.int32()),
+            "events": [report.removed["events"]], "quarantined_rows": [report.removed["quarantine"]]})
+        writer.commit(parts, replaced=replaced,
+                      forget_keys=keys.column("event_key") if keys is not None else None)
+        report.removed["files_waiting_for_readers"] = len(writer.delete_unpinned())
+    report.removed.update(erase_from_builds(builds, customers))
+    report.removed["vectors"] = max(report.removed.get("vectors", 0), erase_from_qdrant(vectors, customers))
     return report
 
+
+def erase_from_builds(config: BuildsConfig, customers: list[str]) -> dict[str, int]:
+    """Make a copy of the current build without `customers` current, delete every other build, and drop
+    them from the recorded merges. Returns the rows removed per table."""
+    builds = Builds(config)
+    removed: dict[str, int] = {}
+    with builds.lock(wait=3600):
+        current = builds.current()
+        if current is not None:
+            draft = builds.draft()
+            for name in BUILD_TABLES:
+                frame = pd.read_parquet(current.folder / f"{name}.parquet")
+                mine = _rows_of(frame, customers)
+                removed[f"build_{name}"] = int(mine.sum())
+                frame[~mine].to_parquet(draft / f"{name}.parquet", index=False)
+            if current.vectors is not None:
+                removed["vectors"] = snapshot_without(current.vectors, draft / "vectors", PROFILES, customers)
+            meta = {k: v for k, v in current.meta.items() if k != "build_id"}
+            builds.publish(draft, {**meta, "erased_from": current.build_id})
+        builds.prune(keep=1)
+        for path in sorted(builds.history.glob("*.parquet")) if builds.history.exists() else []:
+            frame = pd.read_parquet(path)
+            mine = frame["kept_customer_id"].isin(customers) | frame["absorbed_customer_id"].isin(customers)
+            if mine.any():
+                frame[~mine].to_parquet(path, index=False)
+    return removed
+
+
+def _rows_of(frame: pd.DataFrame, customers: list[str]) -> pd.Series:
+    if "customer_id" in frame.columns:
+        return frame["customer_id"].isin(customers)
+    return pd.Series(False, index=frame.index)

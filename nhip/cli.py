@@ -36,9 +36,10 @@ evaluate_app = typer.Typer(help="Benchmarks on public data, through the same pip
                            no_args_is_help=True)
 identity_app = typer.Typer(help="Who is who: explain, export and audit identity resolution.",
                            no_args_is_help=True)
+store_app = typer.Typer(help="The event store: its state, and moving an old workspace to it.", no_args_is_help=True)
 for group, name in ((features_app, "features"), (train_app, "train"), (score_app, "score"),
                     (quarantine_app, "quarantine"), (models_app, "models"), (evaluate_app, "evaluate"),
-                    (identity_app, "identity")):
+                    (identity_app, "identity"), (store_app, "store")):
     app.add_typer(group, name=name)
 
 out = Console()
@@ -58,14 +59,16 @@ def _fail(message: str) -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The failures a user can fix, imported only when a command fails (light modules only)."""
+    from features.builds import BuildBusy
     from features.ingest.readers import IngestError
-    from features.store import StoreMissingError
+    from features.store import StoreMissingError, WriterBusy
+    from features.store.migrate import MigrationError
     from nhip.settings import SettingsError
     from training.errors import NotEnoughDataError
 
     # LookupError covers unknown customers, champions and versions, identity mismatches and erasures.
-    return (UserError, IngestError, StoreMissingError, NotEnoughDataError, SettingsError, LookupError,
-            FileNotFoundError)
+    return (UserError, IngestError, StoreMissingError, WriterBusy, BuildBusy, MigrationError, NotEnoughDataError,
+            SettingsError, LookupError, FileNotFoundError)
 
 
 def handled(command):
@@ -82,9 +85,6 @@ def handled(command):
                 _fail(str(exc).strip("'\""))
             if os.environ.get("NHIP_DEBUG"):
                 raise
-            if "Could not set lock" in str(exc):  # duckdb lock errors are still one line, not a traceback
-                _fail("the event store is in use by another process (is `nhip collect` running?); "
-                      "DuckDB allows one writer at a time")
             _fail(f"{type(exc).__name__}: {exc} (set NHIP_DEBUG=1 for the traceback)")
 
     return run
@@ -149,8 +149,12 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
     mapping: Path | None = typer.Option(
         None, "--mapping", help="TOML mapping file: read every PATH as an export with its own columns"),
+    wait: float = typer.Option(600.0, "--wait", help="seconds to wait while another process writes the store"),
 ):
-    """Import event files; every row is accepted, a duplicate or quarantined with a reason."""
+    """Import event files; every row is accepted, a duplicate or quarantined with a reason.
+
+    Reads, checks and keys the rows before taking the store's writer lock, which it holds only for
+    the commit; builds, training and the service keep reading meanwhile."""
     from features.ingest.importer import ingest_file
 
     settings = _settings()
@@ -163,8 +167,9 @@ def ingest(
     settings.ensure_dirs()
     reports = []
     for path in paths:
-        with err.status(f"importing {path} …"):
-            reports.append(read(path, settings.store_path))
+        with err.status(f"importing {path} …") as status:
+            reports.append(read(path, settings.store_path, wait=wait,
+                                on_wait=lambda why, path=path: status.update(f"importing {path}: {why} …")))
     totals = {k: sum(getattr(r, k) for r in reports) for k in ("rows_read", "accepted", "duplicates", "quarantined")}
     if as_json:
         print(json.dumps({**totals, "files": [r.as_dict() for r in reports]}, ensure_ascii=False))
@@ -182,9 +187,9 @@ def ingest(
 @handled
 def features_build(
     as_of: str = typer.Option(..., "--as-of", help="date (00:00 Vietnam time) or ISO time"),
-    vectors: bool = typer.Option(True, "--vectors/--no-vectors", help="also write Qdrant vectors"),
+    vectors: bool = typer.Option(True, "--vectors/--no-vectors", help="also write profile vectors (and Qdrant)"),
 ):
-    """Resolve identities, compute profiles as of a date, write profile vectors to Qdrant."""
+    """Resolve identities, compute profiles as of a date, write profile vectors; the build becomes current."""
     from features.build import BUILD_STEPS, VECTOR_STEPS, build_features
 
     settings = _settings()
@@ -195,10 +200,10 @@ def features_build(
         def step(name: str) -> None:
             progress.update(task, description=name, completed=steps.index(name))
 
-        summary = build_features(settings.store_path, _as_of(as_of), settings.identity,
-                                 settings.vectors if vectors else None, step=step)
+        summary = build_features(settings.build, _as_of(as_of), settings.vectors if vectors else None,
+                                 to_qdrant=vectors, step=step)
         progress.update(task, description="done", completed=len(steps))
-    out.print(f"profiles as of {as_of}: {summary.customers:,} customers, "
+    out.print(f"build {summary.build_id}, profiles as of {as_of}: {summary.customers:,} customers, "
               f"{summary.identifiers:,} identifiers, {summary.vectors:,} vectors, "
               f"{summary.items:,} items")
 
@@ -258,7 +263,7 @@ def score_propensity(
     from serving.batch import propensity_table
 
     settings = _settings()
-    scored = propensity_table(settings.serving, settings.identity, _as_of(as_of), horizon_days)
+    scored = propensity_table(settings.serving, settings.store_path, settings.identity, _as_of(as_of), horizon_days)
     _write_csv(scored.table, output, index_label="customer_id")
     counts = scored.table["bucket"].value_counts().to_dict()
     out.print(f"wrote {len(scored.table):,} customers to {output} with {scored.model}: {counts}")
@@ -288,6 +293,42 @@ def score_send_time(
     scored = send_time_table(_settings().serving, channel, *window, explore)
     _write_csv(scored.table, output, index_label="customer_id")
     out.print(f"wrote {len(scored.table):,} customers to {output} with {scored.model}")
+
+
+@store_app.command("status")
+@handled
+def store_status(as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")):
+    """Rows, segments and size per table, who is writing, which versions readers still read."""
+    from features.store import describe_store
+
+    status = describe_store(_settings().store_path)
+    if as_json:
+        print(json.dumps(status))
+        return
+    out.print(f"{status['path']}  version {status['version']}", highlight=False)
+    for table, t in status["tables"].items():
+        out.print(f"  {table:<11} {t['rows']:>12,} rows  {t['segments']:>4} segments  "
+                  f"{t['bytes'] / 2**20:>9,.1f} MiB", highlight=False)
+    out.print(f"  writer: {status['writer'] or 'idle'}", highlight=False)
+    pinned = status["pinned_versions"]
+    out.print(f"  readers: {'on versions ' + ', '.join(map(str, pinned)) if pinned else 'none'}", highlight=False)
+
+
+@store_app.command("migrate")
+@handled
+def store_migrate(
+    source: Path | None = typer.Option(None, "--from", help="the single-file store (default $NHIP_HOME/events.duckdb)"),
+):
+    """Copy a workspace's single-file event store (events.duckdb) into the segment store, once."""
+    from features.store.migrate import OLD_STORE, migrate_file_store
+
+    settings = _settings()
+    old = source or settings.workspace / OLD_STORE
+    with err.status(f"copying {old} …"):
+        rows = migrate_file_store(old, settings.store_path)
+    out.print(f"migrated {old} → {settings.store_path}: "
+              + ", ".join(f"{table} {n:,}" for table, n in rows.items()), highlight=False)
+    out.print(f"The old file was only read; remove it once `nhip features build` works ({old}).", highlight=False)
 
 
 @quarantine_app.command("list")
@@ -344,7 +385,7 @@ def erase(
         raise UserError("give exactly one of --phone, --email, --customer-id or --id-type/--value")
     settings = _settings()
     with err.status("erasing"):
-        report = run(settings.store_path, settings.identity, settings.vectors, *given[0])
+        report = run(settings.store_path, settings.builds, settings.identity, settings.vectors, *given[0])
     removed = "  ".join(f"{k} {v:,}" for k, v in report.removed.items())
     out.print(f"erasure {report.erasure_id}: {report.customers} customer(s), "
               f"{report.identifiers} identifier(s) removed — {removed}")
@@ -435,7 +476,7 @@ def retrain(
 
     settings = _settings()
     with err.status("retraining") as status:
-        result = run(settings.training.with_margin(margin), settings.retrain_checks,
+        result = run(settings.training.with_margin(margin), settings.retrain_checks, settings.build,
                      settings.vectors if vectors else None, _as_of(as_of) if as_of else None, horizon_days,
                      step=lambda name: status.update(name), on_checks=show_checks)
     _lines([f"features rebuilt: {result.customers:,} customers"])
@@ -550,7 +591,7 @@ def identity_explain(
 
     if id_type and id_type not in (*IDENTIFIER_FIELDS, "customer_id"):
         raise UserError(f"unknown identifier type {id_type!r}; use one of {', '.join(IDENTIFIER_FIELDS)}")
-    with open_store(_settings().store_path, read_only=True) as con:
+    with open_store(_settings().store_path) as con:
         resolution = _resolution(con, as_of)
         matches = find_identifier(resolution, identifier, id_type)
         if not matches:
@@ -569,7 +610,7 @@ def identity_export(
     from features.identity.reports import export_identities
     from features.store import open_store
 
-    with open_store(_settings().store_path, read_only=True) as con:
+    with open_store(_settings().store_path) as con:
         resolution = _resolution(con, as_of)
     frame = export_identities(resolution)
     _write_csv(frame, output)
@@ -587,7 +628,7 @@ def identity_suspects(
     from features.identity.reports import set_aside_report
     from features.store import open_store
 
-    with open_store(_settings().store_path, read_only=True) as con:
+    with open_store(_settings().store_path) as con:
         resolution = _resolution(con, as_of)
         found = set_aside_report(con, resolution)
     if output:
@@ -605,11 +646,9 @@ def identity_suspects(
 @handled
 def identity_merges(limit: int = typer.Option(50, help="show at most this many, newest first")):
     """Merges, splits and renames recorded by `nhip features build`."""
-    from features.identity.changes import recorded_changes
-    from features.store import open_store
+    from features.builds import Builds
 
-    with open_store(_settings().store_path, read_only=True) as con:
-        frame = recorded_changes(con, limit)
+    frame = Builds(_settings().builds).changes().head(limit)
     if frame.empty:
         out.print("no merges, splits or renames recorded")
     _lines(f"{r.as_of:%Y-%m-%d %H:%M} {r.kind:<7} {r.absorbed_customer_id} → {r.kept_customer_id}"
@@ -618,9 +657,9 @@ def identity_merges(limit: int = typer.Option(50, help="show at most this many, 
 
 
 def _print_examples(settings, host: str, port: int) -> None:
-    from features.build import load_online_build
+    from features.builds import Builds
 
-    ids = json.dumps(list(load_online_build(settings.store_path).profiles.index[:2]))
+    ids = json.dumps(list(Builds(settings.builds).open().table("profiles").index[:2]))
     base = f"http://{host}:{port}"
     body = json.dumps({"customer_ids": json.loads(ids), "channel": "zalo_oa",
                        "window_start": "2026-09-02T08:00:00+07:00",

@@ -19,6 +19,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from features.build import BuildConfig
+    from features.builds import BuildsConfig
     from features.identity.graph import IdentityConfig
     from features.ingest.collector import CollectorConfig
     from features.vectors.config import VectorConfig
@@ -83,6 +85,14 @@ class Settings(BaseSettings):
     retrain_max_label_rate: float = Field(
         default=0.90, description="`nhip retrain` refuses above this purchase rate on the test snapshot"
     )
+    keep_builds: int = Field(default=3, ge=1, description="feature builds kept on disk; older ones are deleted")
+    refresh_minutes: float = Field(
+        default=5.0, gt=0, description="`nhip up`: minutes between refreshes of the online profiles"
+    )
+    follow_seconds: float = Field(
+        default=10.0, gt=0, description="how often the service looks for a new champion or feature build"
+    )
+    retrain_at: str = Field(default="02:00", description="`nhip up`: the local time of the nightly retrain")
 
     @property
     def workspace(self) -> Path:
@@ -90,7 +100,13 @@ class Settings(BaseSettings):
 
     @property
     def store_path(self) -> Path:
-        return self.workspace / "events.duckdb"
+        """The event store's folder (`features.store`)."""
+        return self.workspace / "store"
+
+    @property
+    def spool_path(self) -> Path:
+        """The collector's spool of received, not yet stored batches (`features.ingest.spool`)."""
+        return self.workspace / "spool"
 
     @property
     def mlruns_dir(self) -> Path:
@@ -117,7 +133,20 @@ class Settings(BaseSettings):
         from features.vectors.config import VectorConfig
 
         return VectorConfig(qdrant_url=self.qdrant_url, qdrant_path=self.workspace / "qdrant",
-                            snapshot_dir=self.workspace / "vectors", embedding_model=self.embedding_model)
+                            embedding_model=self.embedding_model)
+
+    @property
+    def builds(self) -> BuildsConfig:
+        from features.builds import BuildsConfig
+
+        return BuildsConfig(root=self.workspace / "builds", keep=self.keep_builds)
+
+    @property
+    def build(self) -> BuildConfig:
+        from features.build import BuildConfig
+
+        return BuildConfig(store_path=self.store_path, spool_path=self.spool_path, builds=self.builds,
+                           identity=self.identity)
 
     @property
     def tracking(self) -> TrackingConfig:
@@ -164,14 +193,16 @@ class Settings(BaseSettings):
     def serving(self) -> ServingConfig:
         from serving.scoring import ServingConfig
 
-        return ServingConfig(store_path=self.store_path, tracking=self.tracking, vectors=self.vectors,
-                             min_events_to_score=self.min_events_to_score, send_time=self.send_time)
+        return ServingConfig(builds=self.builds, tracking=self.tracking, vectors=self.vectors,
+                             min_events_to_score=self.min_events_to_score, send_time=self.send_time,
+                             follow_seconds=self.follow_seconds)
 
     @property
     def collector(self) -> CollectorConfig:
         from features.ingest.collector import CollectorConfig
 
-        return CollectorConfig(store_path=self.store_path, api_key=self.collector_api_key)
+        return CollectorConfig(store_path=self.store_path, spool_path=self.spool_path,
+                               api_key=self.collector_api_key)
 
 
 def get_settings() -> Settings:

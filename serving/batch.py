@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 
-from features.build import load_online_build
+from features.builds import Builds
 from features.identity.events import resolve_events
 from features.identity.graph import IdentityConfig
 from features.identity.reports import identifiers_wide
@@ -37,15 +38,16 @@ class ScoreTable:
     model: str  # the champion that answered, e.g. nhip-propensity/3
 
 
-def propensity_table(config: ServingConfig, identity: IdentityConfig, as_of: datetime,
+def propensity_table(config: ServingConfig, store_path: Path, identity: IdentityConfig, as_of: datetime,
                      horizon_days: int) -> ScoreTable:
-    """score, percentile and bucket of every customer known at `as_of`, resolved with `identity`."""
+    """score, percentile and bucket of every customer known at `as_of` in the store at `store_path`,
+    resolved with `identity`."""
     champion = load_champion(config.tracking, PROPENSITY_MODEL)
     if champion.model.horizon_days != horizon_days:
         raise HorizonMismatch(f"the champion {champion.label} predicts {champion.model.horizon_days} days, "
                               f"not {horizon_days}; train one with --horizon-days {horizon_days}")
     check_identity(champion, identity, "this workspace")
-    with open_store(config.store_path, read_only=True) as con, resolve_events(con, as_of, identity) as events:
+    with open_store(store_path) as con, resolve_events(con, as_of, identity) as events:
         profiles = build_profiles(events)
         identity_map = events.identity
     scores = score_profiles(champion.model, profiles, config.min_events_to_score)
@@ -55,10 +57,11 @@ def propensity_table(config: ServingConfig, identity: IdentityConfig, as_of: dat
 
 def send_time_table(config: ServingConfig, channel: str, start: pd.Timestamp, end: pd.Timestamp,
                     explore: bool | None) -> ScoreTable:
-    """send_at, score, source and explored for every customer of the latest feature build."""
-    build = load_online_build(config.store_path)
-    scorer = load_scorer(config, build)
+    """send_at, score, source and explored for every customer of the current feature build; needs only
+    the send-time champion (a shop with messages and no purchases has no propensity one)."""
+    build = Builds(config.builds).open()
+    scorer = load_scorer(config, build, need=("send_time",))
     rows = scorer.send_time(list(scorer.profiles.index), channel, start, end, explore)
     answers = pd.DataFrame(rows).set_index("customer_id")[["send_at", "score", "source", "explored"]]
-    table = identifiers_wide(build.identity).reindex(answers.index).join(answers)
+    table = identifiers_wide(build.table("identity")).reindex(answers.index).join(answers)
     return ScoreTable(table, scorer.send_time_champion.label)

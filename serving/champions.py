@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from features.builds import Build
 from features.identity.graph import IdentityConfig
-from models.names import CHAMPION_ALIAS
+from models.names import CHAMPION_ALIAS, PROPENSITY_MODEL, SEND_TIME_MODEL
 from models.tracking import TrackingConfig
 
 
@@ -70,3 +71,55 @@ def check_identity(champion: Champion, scoring: IdentityConfig | None, what: str
         raise IdentityMismatch(f"{champion.label} was trained with {trained.describe()} but {what} resolves "
                                f"customers with {scoring.describe()}: it would score other customers than it "
                                "learned from; retrain it or build features with the same setting")
+
+
+MODEL_KEYS = {"propensity": PROPENSITY_MODEL, "send_time": SEND_TIME_MODEL}
+
+
+def champion_version(tracking: TrackingConfig, key: str) -> str | None:
+    """The version the champion alias of a model points at now (a cheap registry read), or None."""
+    from mlflow.exceptions import MlflowException
+
+    client = tracking.connect().MlflowClient()
+    try:
+        return str(client.get_model_version_by_alias(MODEL_KEYS[key], CHAMPION_ALIAS).version)
+    except MlflowException:
+        return None
+
+
+def usable_with(champion: Champion, build: Build) -> str | None:
+    """Why `champion` cannot score `build`, or None: another identity configuration, or inputs the
+    build's profiles do not have (a feature list from another version of the code)."""
+    try:
+        check_identity(champion, build.identity_config, "the current feature build")
+    except IdentityMismatch as exc:
+        return str(exc)
+    model = champion.model
+    needed = [f for f in getattr(model, "features_", ()) if f != getattr(model, "window_feature", None)]
+    columns = set(build.table("profiles").columns)
+    missing = [f for f in needed if f not in columns]
+    if missing:
+        return (f"{champion.label} needs profile columns the current feature build lacks "
+                f"({', '.join(missing[:5])}): its feature list does not match this build")
+    return None
+
+
+def load_usable(tracking: TrackingConfig, key: str, build: Build,
+                reuse: Champion | None = None) -> tuple[Champion | None, str | None]:
+    """The champion of `key` ("propensity" or "send_time") if it can serve `build`, else (None, why).
+
+    `reuse` is a champion already loaded: kept when the alias still points at its version, so following
+    a new build does not reload unchanged models."""
+    name = MODEL_KEYS[key]
+    try:
+        if reuse is not None and champion_version(tracking, key) == reuse.version:
+            champion = reuse
+        else:
+            champion = load_champion(tracking, name)
+    except NoChampionError:
+        command = "nhip train propensity" if key == "propensity" else "nhip train send-time"
+        return None, f"no champion of {name} yet: train one with `{command}`"
+    except Exception as exc:  # an artifact that does not load is this model's problem, not the service's
+        return None, f"the champion of {name} cannot be loaded: {type(exc).__name__}: {exc}"
+    why = usable_with(champion, build)
+    return (None, why) if why else (champion, None)

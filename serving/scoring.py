@@ -1,26 +1,25 @@
-"""Answers to score requests from loaded champions and the online profiles; no web framework here.
+"""Answers to score requests from loaded champions and the profiles of one feature build; no web
+framework here.
 
-Propensity scores for the whole online snapshot are computed once at load time: a request is then a
-lookup, and a customer's percentile is the same in the API as in `nhip score propensity`.
+Propensity scores for the whole build are computed once, when the build or the champion is loaded: a
+request is then a lookup, and a customer's percentile is the same in the API as in `nhip score`. Each
+model stands on its own: a shop with message events but no purchases has a send-time champion and no
+propensity one, and its send times are still served (`ModelUnavailable` names what is missing).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from features.builds import Build, Builds, BuildsConfig
 from features.vectors.config import VectorConfig
 from models.propensity import score_profiles
 from models.send_time import SendTimeConfig
 from models.tracking import TrackingConfig
 from nhip.clock import local_timestamp, to_local
-
-if TYPE_CHECKING:
-    from features.build import OnlineBuild
 
 
 def _unknown(customer_id: str) -> dict:
@@ -28,24 +27,32 @@ def _unknown(customer_id: str) -> dict:
             "error": "unknown customer id (not in the latest feature build)"}
 
 
+class ModelUnavailable(LookupError):
+    """A request needs a model this process has no usable version of; the message says why."""
+
+
 @dataclass(frozen=True)
 class ServingConfig:
-    """What the service needs: the store holding the online build, the registry of the champions, the
-    vector stores, the scoring threshold (NHIP_MIN_EVENTS_TO_SCORE) and the send-time settings."""
+    """What the service needs: the feature builds it serves, the registry of the champions, the vector
+    stores, the scoring threshold (NHIP_MIN_EVENTS_TO_SCORE), the send-time settings and how often it
+    looks for a new champion or build (NHIP_FOLLOW_SECONDS)."""
 
-    store_path: Path
+    builds: BuildsConfig
     tracking: TrackingConfig
     vectors: VectorConfig
     min_events_to_score: int
     send_time: SendTimeConfig
+    follow_seconds: float
 
 
 class Scorer:
-    """Both champions over the profiles of one build. `send_time` carries the quiet hours and whether
-    answers explore by default; `rng` draws the explorations (tests pass a seeded one)."""
+    """The champions over the profiles of one build; either champion may be None (see the module
+    docstring), with `missing` saying why. `send_time_config` carries the quiet hours and whether answers
+    explore by default; `rng` draws the explorations (tests pass a seeded one)."""
 
     def __init__(self, propensity, send_time, profiles: pd.DataFrame, min_events_to_score: int,
-                 send_time_config: SendTimeConfig, rng: np.random.Generator | None = None):
+                 send_time_config: SendTimeConfig, rng: np.random.Generator | None = None,
+                 missing: dict[str, str] | None = None):
         self.propensity_champion = propensity
         self.send_time_champion = send_time
         self.profiles = profiles
@@ -53,9 +60,17 @@ class Scorer:
         self.quiet = send_time_config.quiet
         self.explore = send_time_config.explore
         self.rng = rng or np.random.default_rng()
-        self.scores = score_profiles(propensity.model, profiles, min_events_to_score)
+        self.missing = dict(missing or {})
+        self.scores = (score_profiles(propensity.model, profiles, min_events_to_score)
+                       if propensity is not None else None)
+
+    def _require(self, champion, name: str):
+        if champion is None:
+            raise ModelUnavailable(self.missing.get(name, f"no {name} champion is loaded"))
+        return champion
 
     def propensity(self, customer_ids: list[str]) -> list[dict]:
+        self._require(self.propensity_champion, "propensity")
         out = []
         for cid in customer_ids:
             if cid not in self.scores.index:
@@ -83,7 +98,7 @@ class Scorer:
         if end <= start:
             raise ValueError("window_end must be after window_start")
         explore = self.explore if explore is None else explore
-        model = self.send_time_champion.model
+        model = self._require(self.send_time_champion, "send_time").model
         out = []
         for cid in customer_ids:
             if cid not in self.profiles.index:
@@ -100,23 +115,28 @@ class Scorer:
             })
         return out
 
-    def versions(self) -> dict[str, str]:
+    def versions(self) -> dict[str, str | None]:
+        """The champion of each model (None when missing) and the build's as-of, in Vietnam time."""
         return {
-            "propensity": self.propensity_champion.label,
-            "send_time": self.send_time_champion.label,
+            "propensity": self.propensity_champion.label if self.propensity_champion else None,
+            "send_time": self.send_time_champion.label if self.send_time_champion else None,
             "features_as_of": str(to_local(self.as_of)) if self.as_of is not None else None,
         }
 
 
-def load_scorer(config: ServingConfig, build: OnlineBuild | None = None) -> Scorer:
-    """The champions over `build` (default: the latest feature build, read now); refuses champions
-    trained under another identity configuration than the build's (`serving.champions.check_identity`)."""
-    from features.build import load_online_build
-    from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
-    from serving.champions import check_identity, load_champion
+def load_scorer(config: ServingConfig, build: Build | None = None, need: tuple[str, ...] = ()) -> Scorer:
+    """Both champions over `build` (default: the current feature build). A champion that is missing, or
+    unusable with the build (`serving.champions.load_usable`), is left out and `missing` says why, unless
+    its key is in `need`: then that reason is raised."""
+    from serving.champions import load_usable
 
-    build = build or load_online_build(config.store_path)
-    champions = [load_champion(config.tracking, name) for name in (PROPENSITY_MODEL, SEND_TIME_MODEL)]
-    for champion in champions:
-        check_identity(champion, build.config, "the latest feature build")
-    return Scorer(*champions, build.profiles, config.min_events_to_score, config.send_time)
+    build = build or Builds(config.builds).open()
+    champions, missing = {}, {}
+    for key in ("propensity", "send_time"):
+        champions[key], why = load_usable(config.tracking, key, build)
+        if why:
+            if key in need:
+                raise ModelUnavailable(why)
+            missing[key] = why
+    return Scorer(champions["propensity"], champions["send_time"], build.table("profiles"),
+                  config.min_events_to_score, config.send_time, missing=missing)

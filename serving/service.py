@@ -1,19 +1,22 @@
 """The BentoML service the automation layer calls before every message.
 
-It loads the champions by registry alias and the latest feature build once at start-up, then only
-answers. It never imports training code.
+It answers from a `serving.state.ServingState` (a feature build and the champions over it) and follows
+new champions and builds without a restart (`serving.state.Follower`). Each model stands on its own: an
+endpoint whose model is missing answers 503 with the reason, and `/readyz` and `/model_versions` report
+per model. It never imports training code.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import bentoml
 from pydantic import BaseModel, Field
 
 from nhip.settings import get_settings
-from serving.recommender import Recommender, StoreBusy
-from serving.scoring import load_scorer
+from serving.scoring import ModelUnavailable
+from serving.state import Follower, ServingState
 
 
 class PropensityItem(BaseModel):
@@ -48,6 +51,7 @@ class SendTimeItem(BaseModel):
 
 class SendTimeResponse(BaseModel):
     model_version: str
+    features_as_of: str | None = None
     channel: str
     results: list[SendTimeItem]
 
@@ -79,23 +83,50 @@ class NextProductsResponse(BaseModel):
     excluded: list[str] = Field(description="products left out: bought within exclude_days")
 
 
+class ReadinessMiddleware:
+    """`GET /readyz`: 200 when a feature build is loaded and at least one model answers, 503 before;
+    the body says, per model, whether it answers, its version, or why not. (BentoML's own /readyz can
+    only answer yes or no.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/readyz" and _FOLLOWER is not None:
+            models = _FOLLOWER.state.ready()
+            ready = models["features"]["ready"] and (models["propensity"]["ready"] or models["send_time"]["ready"])
+            body = json.dumps({"ready": ready, "models": models}).encode("utf-8")
+            await send({"type": "http.response.start", "status": 200 if ready else 503,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+_FOLLOWER: Follower | None = None
+
+
 @bentoml.service(name="nhip", traffic={"timeout": 30}, workers=1)
 class Nhip:
     def __init__(self) -> None:
+        global _FOLLOWER
         # The service's start is an entry point: the one place it reads the settings.
-        config = get_settings().serving
-        self.scorer = load_scorer(config)
-        self.recommender = Recommender(config.store_path, config.vectors)
+        self.follower = Follower(get_settings().serving)
+        self.follower.start()
+        _FOLLOWER = self.follower
+
+    def _state(self) -> ServingState:
+        """The state of this request: read once, so one answer never mixes versions."""
+        return self.follower.state
 
     @bentoml.api(route="/propensity")
     def propensity(self, customer_ids: list[str]) -> PropensityResponse:
         """Calibrated P(purchase within the model's horizon), percentile and bucket per customer."""
-        versions = self.scorer.versions()
-        return PropensityResponse(
-            model_version=versions["propensity"],
-            features_as_of=versions["features_as_of"],
-            results=[PropensityItem(**r) for r in self.scorer.propensity(customer_ids)],
-        )
+        state = self._state()
+        results = _answer(lambda: state.scorer.propensity(customer_ids), state, "propensity")
+        versions = state.versions()
+        return PropensityResponse(model_version=versions["propensity"], features_as_of=versions["features_as_of"],
+                                  results=[PropensityItem(**r) for r in results])
 
     @bentoml.api(route="/send_time")
     def send_time(
@@ -114,17 +145,14 @@ class Nhip:
 
         from nhip.clock import LOCAL_TZ
 
+        state = self._state()
         start = pd.Timestamp(window_start) if window_start else pd.Timestamp.now(tz=LOCAL_TZ)
         end = pd.Timestamp(window_end) if window_end else start + pd.Timedelta(hours=24)
-        try:
-            results = self.scorer.send_time(customer_ids, channel, start, end, explore=explore)
-        except ValueError as exc:
-            raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
-        return SendTimeResponse(
-            model_version=self.scorer.versions()["send_time"],
-            channel=channel,
-            results=[SendTimeItem(**r) for r in results],
-        )
+        results = _answer(lambda: state.scorer.send_time(customer_ids, channel, start, end, explore=explore),
+                          state, "send_time")
+        versions = state.versions()
+        return SendTimeResponse(model_version=versions["send_time"], features_as_of=versions["features_as_of"],
+                                channel=channel, results=[SendTimeItem(**r) for r in results])
 
     @bentoml.api(route="/lookalike")
     def lookalike(
@@ -136,27 +164,45 @@ class Nhip:
     ) -> LookalikeResponse:
         """The `k` customers most like the seeds (customer ids or identifiers), seeds excluded; with
         `channel`, only customers who consent to it."""
-        answer = self._recommend(lambda: self.recommender.lookalike(seeds, k, channel, id_type))
-        return LookalikeResponse(features_as_of=self.scorer.versions()["features_as_of"], **answer)
+        state = self._state()
+        answer = _answer(lambda: _recommender(state).lookalike(seeds, k, channel, id_type), state, "vectors")
+        return LookalikeResponse(features_as_of=state.versions()["features_as_of"], **answer)
 
     @bentoml.api(route="/next_products")
     def next_products(self, customer_id: str, k: int = 10, exclude_days: int = 30) -> NextProductsResponse:
         """The `k` products the customer likeliest wants next, leaving out what they bought within
         `exclude_days` before the feature build."""
-        if customer_id not in self.scorer.profiles.index:
+        state = self._state()
+        recommender = _answer(lambda: _recommender(state), state, "vectors")
+        if customer_id not in recommender.build.table("profiles").index:
             raise bentoml.exceptions.NotFound(f"unknown customer id {customer_id!r} (not in the latest feature build)")
-        answer = self._recommend(lambda: self.recommender.next_products(customer_id, k, exclude_days))
-        return NextProductsResponse(features_as_of=self.scorer.versions()["features_as_of"], **answer)
-
-    def _recommend(self, call):
-        try:
-            return call()
-        except StoreBusy as exc:
-            raise bentoml.exceptions.ServiceUnavailable(str(exc)) from exc
-        except ValueError as exc:
-            raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
+        answer = _answer(lambda: recommender.next_products(customer_id, k, exclude_days), state, "vectors")
+        return NextProductsResponse(features_as_of=state.versions()["features_as_of"], **answer)
 
     @bentoml.api(route="/model_versions")
     def model_versions(self) -> dict:
-        """Which champion versions and which feature build this process serves."""
-        return self.scorer.versions()
+        """Which champion versions and which feature build this process serves, per model whether it
+        answers (or why not), and the last swap's outcome."""
+        return self.follower.report()
+
+
+def _recommender(state: ServingState):
+    if state.recommender is None:
+        raise ModelUnavailable(state.problems.get("vectors") or state.problems.get("features")
+                               or "no profile vectors loaded")
+    return state.recommender
+
+
+def _answer(call, state: ServingState, model: str):
+    """Run `call`; a missing model or build is a 503 with its reason, a bad argument a 400."""
+    if state.scorer is None and model != "vectors":
+        raise bentoml.exceptions.ServiceUnavailable(state.problems.get(model) or state.problems["features"])
+    try:
+        return call()
+    except ModelUnavailable as exc:
+        raise bentoml.exceptions.ServiceUnavailable(str(exc)) from exc
+    except ValueError as exc:
+        raise bentoml.exceptions.InvalidArgument(str(exc)) from exc
+
+
+Nhip.add_asgi_middleware(ReadinessMiddleware)

@@ -194,7 +194,7 @@ def test_purchase_summary_counts_purchase_days(workspace, tmp_path):
     ]
     ingest_file(write_jsonl(tmp_path / "p.jsonl", rows), workspace.store_path)
     as_of = parse_as_of("2026-04-01")
-    with open_store(workspace.store_path, read_only=True) as con:
+    with open_store(workspace.store_path) as con:
         with resolve_events(con, as_of, IDENTITY) as events:
             summary = purchase_summary(events)
     assert len(summary) == 2
@@ -215,12 +215,12 @@ def test_bgnbd_features_ignore_later_events(workspace, tmp_path):
             rows.append(_purchase(n, ts.isoformat(), f"C{person}"))
     ingest_file(write_jsonl(tmp_path / "a.jsonl", rows), workspace.store_path)
     as_of = parse_as_of("2026-02-15")
-    with open_store(workspace.store_path, read_only=True) as con:
+    with open_store(workspace.store_path) as con:
         with resolve_events(con, as_of, IDENTITY) as events:
             before = bgnbd_features(events, 30)
     later = [_purchase(10_000 + i, "2026-02-20T10:00:00+07:00", f"C{i}") for i in range(80)]
     ingest_file(write_jsonl(tmp_path / "b.jsonl", later), workspace.store_path)
-    with open_store(workspace.store_path, read_only=True) as con:
+    with open_store(workspace.store_path) as con:
         with resolve_events(con, as_of, IDENTITY) as events:
             after = bgnbd_features(events, 30)
     assert before.notna().all().all() and len(before) == 80

@@ -69,7 +69,7 @@ def test_every_line_is_accounted_for_on_import(tmp_path):
     assert report.rows_read == report.accepted + report.duplicates + report.quarantined
     assert (report.accepted, report.duplicates, report.quarantined) == (4, 0, 3)
     assert dict(report.reasons) == {"missing ts": 2, "unparseable amount": 1}
-    with open_store(first.store_path, read_only=True) as con:
+    with open_store(first.store_path) as con:
         assert con.execute("SELECT sum(amount), sum(quantity), any_value(currency) FROM events"
                            ).fetchone() == (pytest.approx(177.77), 12.0, "USD")
 
@@ -84,7 +84,7 @@ def test_the_whole_file_is_imported(installed, tmp_path):
     assert report.rows_read == result.conversion.lines == expected_lines
     assert report.accepted == expected_lines and report.duplicates == report.quarantined == 0
     assert result.conversion.customers == 23_570
-    with open_store(result.store_path, read_only=True) as con:
+    with open_store(result.store_path) as con:
         n, total, people = con.execute(
             "SELECT count(*), sum(amount), count(DISTINCT external_id) FROM events").fetchone()
     assert (n, people) == (expected_lines, 23_570)

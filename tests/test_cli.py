@@ -26,25 +26,32 @@ def test_bad_date(workspace):
     assert "cannot read date" in result.output
 
 
-def test_a_store_locked_by_another_process_is_explained(workspace, tmp_path):
+def test_a_busy_writer_blocks_no_reader_and_an_import_says_who_holds_it(workspace, tmp_path):
     import subprocess
     import sys
 
     from features.ingest.importer import ingest_file
     from tests.conftest import TINY_EVENTS, write_jsonl
 
-    ingest_file(write_jsonl(tmp_path / "e.jsonl", TINY_EVENTS), workspace.store_path)
+    path = write_jsonl(tmp_path / "e.jsonl", TINY_EVENTS)
+    ingest_file(path, workspace.store_path)
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
-        "time.sleep(30)"), str(workspace.store_path)], stdout=subprocess.PIPE, text=True)
+        "import sys, time; from pathlib import Path; from features.store import store_writer\n"
+        "with store_writer(Path(sys.argv[1]), doing='a long erasure'):\n"
+        "    print('ok', flush=True); time.sleep(30)"), str(workspace.store_path)],
+        stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ok"
-        result = CliRunner().invoke(app, ["quarantine", "list"])
+        listed = CliRunner().invoke(app, ["quarantine", "list"])
+        imported = CliRunner().invoke(app, ["ingest", str(path), "--wait", "1"])
     finally:
         holder.kill()
         holder.wait()
-    assert result.exit_code == 1
-    assert "in use by another process" in result.output
+    assert listed.exit_code == 0, listed.output
+    assert imported.exit_code == 1
+    assert f"process {holder.pid}, a long erasure" in imported.output and "Traceback" not in imported.output
+    after = CliRunner().invoke(app, ["ingest", str(path), "--json"])  # the kill released the lock
+    assert after.exit_code == 0 and f'"duplicates": {len(TINY_EVENTS)}' in after.output
 
 
 def test_quarantine_list_and_export(workspace, tmp_path):

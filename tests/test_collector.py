@@ -2,7 +2,6 @@
 
 import json
 
-import duckdb
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from features.ingest.collector import CollectorConfigError, create_app
+from features.store import open_store, store_exists
 from nhip.cli import app as cli
 from tests.conftest import TINY_EVENTS
 
@@ -30,12 +30,9 @@ def collector(workspace, monkeypatch):
 
 
 def _query(settings, sql):
-    """Read the store the app holds open (a second read-only open in one process is refused)."""
-    con = duckdb.connect(str(settings.store_path))
-    try:
+    """Read the store while the collector runs: a reader never waits for, nor blocks, its writes."""
+    with open_store(settings.store_path) as con:
         return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _balanced(answer, sent):
@@ -55,7 +52,7 @@ def test_refuses_to_start_without_a_key(workspace):
 def test_requests_without_the_key_are_refused(collector, headers):
     response = collector.post("/events", json=TINY_EVENTS, headers=headers)
     assert response.status_code == 401
-    assert not collector.settings.store_path.exists() or _query(
+    assert not store_exists(collector.settings.store_path) or _query(
         collector.settings, "SELECT count(*) FROM events") == [(0,)]
 
 
@@ -118,7 +115,7 @@ def test_whole_request_errors(collector, body, status, message):
 
 def test_empty_batch_and_bad_source(collector):
     assert collector.post("/events", json=[], headers=AUTH).json() == {
-        "accepted": 0, "duplicates": 0, "rejected": 0, "results": []}
+        "accepted": 0, "duplicates": 0, "rejected": 0, "stored": True, "results": []}
     assert collector.post("/events?source=a b", json=[], headers=AUTH).status_code == 400
 
 

@@ -60,7 +60,8 @@ def test_ingest_accounts_for_every_row(pipeline):
 
 def test_state_stays_in_the_workspace(pipeline):
     home = pipeline["root"] / "home"
-    assert (home / "events.duckdb").exists()
+    assert (home / "store" / "manifest.json").exists()
+    assert (home / "builds" / "current").exists()
     assert (home / "qdrant").is_dir()
     assert (home / "mlruns" / "mlflow.db").exists()
 

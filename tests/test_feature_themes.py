@@ -78,7 +78,7 @@ def store(workspace, tmp_path):
 
 @pytest.fixture
 def profile(store):
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         profiles = profiles_at(con, AS_OF)
     return profiles[profiles["n_messages_sent_30d"] > 0].iloc[0]
 
@@ -141,7 +141,7 @@ def test_affinities_wide(profile):
 
 
 def test_affinity_long_tables(store):
-    with open_store(store, read_only=True) as con, resolve_events(con, AS_OF, IDENTITY) as events:
+    with open_store(store) as con, resolve_events(con, AS_OF, IDENTITY) as events:
         categories = category_affinity(events)
         products = product_affinity(events)
     assert len(categories) == 3  # Lan's two, Minh's one
@@ -158,7 +158,7 @@ def _hour_of_week(day: int, hour: int) -> int:
 
 
 def test_activity_by_hour_peaks_at_the_local_hour(store):
-    with open_store(store, read_only=True) as con, resolve_events(con, AS_OF, IDENTITY) as events:
+    with open_store(store) as con, resolve_events(con, AS_OF, IDENTITY) as events:
         activity = activity_by_hour(events)
         raw = activity_by_hour(events, smoothing=(1.0,))
     lan_rows = activity[activity["n_events"].gt(0) & activity["customer_id"].isin(
@@ -184,7 +184,7 @@ def test_activity_by_hour_peaks_at_the_local_hour(store):
 
 def test_future_events_change_no_theme(store, workspace, tmp_path):
     def everything():
-        with open_store(store, read_only=True) as con, resolve_events(con, AS_OF, IDENTITY) as events:
+        with open_store(store) as con, resolve_events(con, AS_OF, IDENTITY) as events:
             return (build_profiles(events), activity_by_hour(events),
                     category_affinity(events), product_affinity(events))
 

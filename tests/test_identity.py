@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from features.build import build_features
+from features.builds import TABLES as BUILD_TABLES
+from features.builds import Builds
 from features.identity.changes import identity_changes
 from features.identity.events import resolve_events, resolved_events
 from features.identity.explain import explain, format_explanation
@@ -41,7 +43,7 @@ def at(day: int, hour: int = 10) -> str:
 
 
 def resolution_of(store: Path, as_of=END, max_links: int = IDENTITY.max_links):
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         return resolve_graph(con, as_of, IdentityConfig(max_links))
 
 
@@ -67,7 +69,7 @@ def shoppers(n: int, first_day: int = 1) -> list[dict]:
 
 @pytest.fixture
 def store(tmp_path) -> Path:
-    return tmp_path / "events.duckdb"
+    return tmp_path / "store"
 
 
 # --- the over-merge guard -------------------------------------------------------------------------------
@@ -89,7 +91,7 @@ def test_a_hotline_typed_into_many_orders_is_set_aside_not_merged(store):
         "phone", "pos_customer_id", 7, "direct")
     assert row["customers"] == 7
 
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         report = set_aside_report(con, res).set_index("id_value")
         assert report.loc[HOTLINE_E164, "unresolved_events"] == 1
         with resolved_events(con, res) as resolved:
@@ -188,13 +190,13 @@ def test_a_merge_keeps_the_older_customer_id(store):
 def test_builds_record_merges_with_the_link_that_caused_them(workspace, tmp_path):
     store = workspace.store_path
     ingest(store, TWO_THEN_ONE + LINKS, "merge")
-    build_features(workspace.store_path, parse_as_of("2026-03-04"), IDENTITY, None)
-    build_features(workspace.store_path, parse_as_of("2026-03-07"), IDENTITY, None)
-    with open_store(store, read_only=True) as con:
-        merges = con.execute("SELECT * FROM identity_merges").df()
+    build_features(workspace.build, parse_as_of("2026-03-04"), None, to_qdrant=False)
+    build_features(workspace.build, parse_as_of("2026-03-07"), None, to_qdrant=False)
+    builds = Builds(workspace.builds)
+    merges = builds.changes()
+    with open_store(store) as con:
         closing = con.execute("SELECT event_key FROM events WHERE event_id = 'l2'").fetchone()[0]
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert {"identity_map", "identity_set_aside", "customer_attributes", "identity_merges"} <= tables
+    assert set(BUILD_TABLES) <= {p.stem for p in builds.open().folder.glob("*.parquet")}
     assert len(merges) == 1
     merge = merges.iloc[0]
     assert merge["kind"] == "merge"
@@ -210,21 +212,20 @@ def test_builds_record_merges_with_the_link_that_caused_them(workspace, tmp_path
     # A rebuild with unrelated data records nothing and renames nobody.
     ingest(store, [{"event_id": "x", "ts": at(2), "channel": "sms", "type": "message_sent",
                     "phone": "0987654321"}], "unrelated")
-    build_features(workspace.store_path, parse_as_of("2026-03-07"), IDENTITY, None)
-    with open_store(store, read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM identity_merges").fetchone()[0] == 1
-        ids = con.execute("SELECT DISTINCT customer_id FROM identity_map").df()["customer_id"]
+    build_features(workspace.build, parse_as_of("2026-03-07"), None, to_qdrant=False)
+    assert len(builds.changes()) == 1
+    ids = builds.open().table("identity")["customer_id"].unique()
     assert set(ids) == {customer_id_for("zalo_user_id", "z-a"), customer_id_for("phone", "+84987654321")}
 
 
 def test_builds_record_splits_when_the_guard_starts_to_apply(workspace):
     store = workspace.store_path
     ingest(store, shoppers(7), "split")
-    build_features(workspace.store_path, parse_as_of("2026-03-04T23:00"), IDENTITY, None)
-    build_features(workspace.store_path, parse_as_of("2026-03-09"), IDENTITY, None)
-    with open_store(store, read_only=True) as con:
-        changes = con.execute("SELECT * FROM identity_merges ORDER BY absorbed_customer_id").df()
-        set_aside = con.execute("SELECT id_value FROM identity_set_aside").df()["id_value"]
+    build_features(workspace.build, parse_as_of("2026-03-04T23:00"), None, to_qdrant=False)
+    build_features(workspace.build, parse_as_of("2026-03-09"), None, to_qdrant=False)
+    builds = Builds(workspace.builds)
+    changes = builds.changes().sort_values("absorbed_customer_id")
+    set_aside = builds.open().table("set_aside")["id_value"]
     splits = changes[changes["kind"] == "split"]
     assert len(splits) == 2  # three people glued on March 4 are three customers again
     assert splits["kept_customer_id"].nunique() == 1
@@ -263,7 +264,7 @@ LAN = {"anon-lan", "lan.nguyen@example.com", "KH001", "+84912345678", "z-lan"}
 
 def test_explain_lists_every_identifier_and_the_events_that_link_them(tiny):
     res = resolution_of(tiny)
-    with open_store(tiny, read_only=True) as con:
+    with open_store(tiny) as con:
         ex = explain(con, res, "phone", "+84912345678")
     assert ex.customer_id == customers_by_value(res)["KH001"]
     assert set(ex.identifiers["id_value"]) == LAN
@@ -317,7 +318,7 @@ def test_cli_export_writes_the_audit_contract(tiny, tmp_path):
 
 
 def test_merging_keeps_every_name_with_its_source_and_time(tiny):
-    with open_store(tiny, read_only=True) as con:
+    with open_store(tiny) as con:
         with resolve_events(con, END, IDENTITY) as events:
             attributes = customer_attributes(events)
     names = attributes[attributes["attribute"] == "name"].set_index("value")
@@ -410,7 +411,7 @@ def test_resolution_as_of_a_date_ignores_everything_after_it(rows, day):
 
 def test_resolve_keeps_its_contract(store):
     ingest(store, TINY_EVENTS, "contract")
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         identity = resolve_graph(con, END, IDENTITY).identity
     assert list(identity.columns) == ["id_type", "id_value", "customer_id", "first_seen"]
     assert identity["first_seen"].max() <= END + timedelta(0)

@@ -1,17 +1,13 @@
 import json
 
-import duckdb
-
 from features.ingest.importer import ingest_file
+from features.store import open_store
 from tests.conftest import TINY_EVENTS, write_jsonl
 
 
 def _count(settings, sql):
-    con = duckdb.connect(str(settings.store_path), read_only=True)
-    try:
+    with open_store(settings.store_path) as con:
         return con.execute(sql).fetchone()[0]
-    finally:
-        con.close()
 
 
 def test_every_row_is_accounted_for(workspace, tmp_path):
@@ -45,10 +41,9 @@ def test_importing_twice_changes_nothing(workspace, tmp_path):
 
 def test_values_are_normalised(workspace, tmp_path):
     ingest_file(write_jsonl(tmp_path / "e.jsonl", TINY_EVENTS), workspace.store_path)
-    con = duckdb.connect(str(workspace.store_path), read_only=True)
-    phone, email, amount, ts = con.execute(
-        "SELECT phone, email, amount, ts FROM events WHERE event_id = 'p1'").fetchone()
-    con.close()
+    with open_store(workspace.store_path) as con:
+        phone, email, amount, ts = con.execute(
+            "SELECT phone, email, amount, ts FROM events WHERE event_id = 'p1'").fetchone()
     assert phone == "+84912345678"
     assert email == "lan.nguyen@example.com"
     assert amount == 1_200_000

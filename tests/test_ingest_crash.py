@@ -1,12 +1,14 @@
 """An import killed with SIGKILL half-way, then run again, leaves the store exactly as one clean import.
 
-The import runs in a child process on a copy of a store that already holds events. It is killed at three
-moments found by watching the database file grow towards the size a clean import leaves, rather than by
-guessing delays: while the file is still being read (the store untouched), a quarter of the way (new row
-groups being written inside the open transaction) and two thirds of the way (DuckDB writes the rows
-first and the index and metadata at commit, so this is the commit and checkpoint). After each kill the
-import is re-run and the store is compared with a clean import: the same events, column by column, and
-the same quarantine; a third import then adds nothing.
+The import runs in a child process on a copy of a store that already holds events, and is killed at
+four moments of a commit (`features.store.writer`): while the file is still being read (the store
+untouched); after its first new segment is written, which no manifest names yet; with every segment
+written, just before the manifest (the commit point); and just after the manifest, before the ledger
+took the new keys (the next writer indexes them from the segments). The child
+announces each moment on stdout and waits there to be killed, a hook in the test's child script only:
+the product code runs unchanged. After each kill the import is re-run and the store compared with a
+clean import: the same events, column by column, and, when the kill came before the commit point, the
+same quarantine; a third import then adds nothing.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from features.ingest.importer import ingest_file
-from features.store import EVENT_COLUMNS
+from features.store import EVENT_COLUMNS, open_store
 from synthetic import demo_shop as demo_data
 from tests.conftest import TINY_EVENTS, write_jsonl
 
@@ -31,8 +32,37 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 # Everything but the time of the import, which differs between any two imports by definition.
 COMPARED = [c for c in EVENT_COLUMNS if c != "ingested_at"]
-CHILD = "import sys; from pathlib import Path; from features.ingest.importer import ingest_file; " \
-        "ingest_file(Path(sys.argv[1]), Path(sys.argv[2]), source='demo')"
+# The child: an ordinary import, with the chosen moment wrapped to say so and wait for the kill.
+CHILD = """
+import sys, time
+from pathlib import Path
+from features.ingest.importer import ingest_file
+from features.store import ledger, writer
+
+def pause_at(moment):
+    print(moment, flush=True)
+    time.sleep(60)
+
+moment = sys.argv[3]
+write_segment = writer.StoreWriter._write_segment
+if moment == "segment written":
+    def _write_segment(self, *args, **kwargs):
+        write_segment(self, *args, **kwargs)
+        pause_at(moment)
+    writer.StoreWriter._write_segment = _write_segment
+elif moment == "manifest next":
+    writer.write_manifest = lambda *args: pause_at(moment)
+elif moment == "committed":
+    catch_up = ledger.KeyLedger.catch_up
+    def after_the_manifest(self, root, manifest, con):
+        if manifest.last_batch > (self.last_batch or 0):
+            pause_at(moment)
+        return catch_up(self, root, manifest, con)
+    ledger.KeyLedger.catch_up = after_the_manifest
+elif moment == "reading":
+    print(moment, flush=True)
+ingest_file(Path(sys.argv[1]), Path(sys.argv[2]), source="demo")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +71,12 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("crash")
     events = demo_data.write(demo_data.generate(customers=1000, days=120, seed=11), root / "data")["events"]
     _add_bad_rows(events)
-    base = root / "base.duckdb"
+    base = root / "base"
     ingest_file(write_jsonl(root / "tiny.jsonl", TINY_EVENTS), base)
-    clean = _copy(base, root / "clean.duckdb")
+    clean = _copy(base, root / "clean")
     report = ingest_file(events, clean, source="demo")
     assert report.accepted > 50_000 and report.quarantined > 100
-    return {"root": root, "events": events, "base": base, "clean": _snapshot(clean),
-            "growth": _size(clean) - _size(base)}
+    return {"root": root, "events": events, "base": base, "clean": _snapshot(clean)}
 
 
 def _add_bad_rows(path: Path) -> None:
@@ -64,14 +93,12 @@ def _add_bad_rows(path: Path) -> None:
 
 
 def _copy(store: Path, to: Path) -> Path:
-    assert not Path(f"{store}.wal").exists()
-    shutil.copy(store, to)
+    shutil.copytree(store, to)
     return to
 
 
 def _snapshot(store: Path) -> dict[str, list[tuple]]:
-    con = duckdb.connect(str(store), read_only=True)
-    try:
+    with open_store(store) as con:
         return {
             "events": con.execute(f"SELECT {', '.join(COMPARED)} FROM events ORDER BY event_key").fetchall(),
             "quarantine": con.execute(
@@ -79,51 +106,50 @@ def _snapshot(store: Path) -> dict[str, list[tuple]]:
             "imports": con.execute("SELECT source, rows_read, accepted, duplicates, quarantined FROM imports "
                                    "ORDER BY started_at").fetchall(),
         }
-    finally:
-        con.close()
 
 
-def _size(path: Path) -> int:
+def _kill_at(store: Path, events: Path, moment: str) -> int:
+    """Start the import in a child process, SIGKILL it once it says it reached `moment`."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(events), str(store), moment], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True)
     try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return -1
-
-
-def _kill_when(store: Path, events: Path, moment) -> int:
-    """Start the import in a child process, SIGKILL it as soon as `moment(database file size)` holds."""
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(events), str(store)], cwd=REPO)
-    deadline = time.monotonic() + 120
-    try:
-        while child.poll() is None and time.monotonic() < deadline:
-            if moment(_size(store)):
-                child.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.0005)
+        assert child.stdout.readline().strip() == moment, "the import finished before the kill"
+        if moment == "reading":
+            time.sleep(0.5)  # importing pandas, reading the file
+        child.send_signal(signal.SIGKILL)
         return child.wait(timeout=60)
     finally:
         if child.poll() is None:
             child.kill()
 
 
-@pytest.mark.parametrize("moment", ["reading", "inserting", "committing"])
+@pytest.mark.parametrize("moment", ["reading", "segment written", "manifest next", "committed"])
 def test_killed_import_then_rerun_equals_one_clean_import(setup, tmp_path, moment):
-    store = _copy(setup["base"], tmp_path / "store.duckdb")
-    base_size, growth = _size(store), setup["growth"]
-    started = time.monotonic()
-    when = {
-        # The child is still importing pandas or reading the file: the store is untouched.
-        "reading": lambda db: time.monotonic() - started > 1.0,
-        "inserting": lambda db: db > base_size + growth / 4,
-        "committing": lambda db: db > base_size + growth * 2 / 3,
-    }[moment]
-    assert _kill_when(store, setup["events"], when) == -signal.SIGKILL, "the import finished before the kill"
+    store = _copy(setup["base"], tmp_path / "store")
+    assert _kill_at(store, setup["events"], moment) == -signal.SIGKILL
 
     report = ingest_file(setup["events"], store, source="demo")
     assert report.rows_read == report.accepted + report.duplicates + report.quarantined
     assert _snapshot(store)["events"] == setup["clean"]["events"]
-    assert _snapshot(store)["quarantine"] == setup["clean"]["quarantine"]
+    if moment == "committed":  # the killed import landed whole; the rerun finds every event stored
+        assert report.accepted == 0
+        assert _snapshot(store)["imports"][:-1] == setup["clean"]["imports"]
+    else:
+        assert _snapshot(store)["quarantine"] == setup["clean"]["quarantine"]
+        assert _snapshot(store)["imports"] == setup["clean"]["imports"]
+    assert not list(store.glob("*/.*.tmp")), "a temporary file outlived the recovery"
+    assert {f"{p.parent.name}/{p.name}" for p in store.glob("*/*.parquet")} <= _named(store)
 
     again = ingest_file(setup["events"], store, source="demo")
     assert again.accepted == 0 and again.duplicates == report.accepted + report.duplicates
     assert _snapshot(store)["events"] == setup["clean"]["events"]
+
+
+def _named(store: Path) -> set[str]:
+    """Segment files the manifest names, or that wait for readers before deletion."""
+    import json
+
+    manifest = json.loads((store / "manifest.json").read_text())
+    named = {s["name"] for segments in manifest["segments"].values() for s in segments}
+    retired = store / "retired.json"
+    return named | ({e["name"] for e in json.loads(retired.read_text())} if retired.exists() else set())

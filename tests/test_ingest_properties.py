@@ -13,7 +13,6 @@ import io
 import json
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,27 +24,24 @@ from features.ingest.importer import (
     ACCEPTED,
     DUPLICATE,
     QUARANTINED,
+    import_rows,
     ingest_file,
-    store_rows,
 )
 from features.ingest.readers import read_jsonl
 from features.ingest.rows import RawRows
 from features.schema import CANONICAL_FIELDS
-from features.store import connect
+from features.store import open_store, store_exists
 
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 GOOD = {"ts": "2026-03-01T10:00:00+07:00", "channel": "web", "type": "page_view", "anonymous_id": "a1"}
 
 
 def _counts(store: Path) -> tuple[int, int]:
-    if not store.exists():
+    if not store_exists(store):
         return 0, 0
-    con = duckdb.connect(str(store), read_only=True)
-    try:
+    with open_store(store) as con:
         return (con.execute("SELECT count(*) FROM events").fetchone()[0],
                 con.execute("SELECT count(*) FROM quarantine").fetchone()[0])
-    finally:
-        con.close()
 
 
 def _import_and_check(path: Path, store: Path):
@@ -188,24 +184,17 @@ def test_duckdb_and_python_json_routes_agree(tmp_path, data, monkeypatch):
 
 
 def _tables(store: Path):
-    con = duckdb.connect(str(store), read_only=True)
-    try:
+    with open_store(store) as con:
         return (con.execute("SELECT * EXCLUDE (ingested_at) FROM events ORDER BY event_key").fetchall(),
                 con.execute("SELECT line, raw, reason FROM quarantine ORDER BY line").fetchall())
-    finally:
-        con.close()
 
 
 @SETTINGS
 @given(batch=st.lists(records, max_size=10))
 def test_store_rows_gives_one_outcome_per_row_in_order(tmp_path, batch):
     """The collector's path: dicts in, one outcome per row, consistent with the report."""
-    con = connect(_fresh(tmp_path, "batch"), create=True)
-    try:
-        rows = RawRows(batch, list(range(1, len(batch) + 1)), [json.dumps(r, default=str) for r in batch], [])
-        report, outcomes = store_rows(con, rows, "collector")
-    finally:
-        con.close()
+    rows = RawRows(batch, list(range(1, len(batch) + 1)), [json.dumps(r, default=str) for r in batch], [])
+    report, outcomes = import_rows(_fresh(tmp_path, "batch"), rows, "collector", outcomes=True)
     assert [o.line for o in outcomes] == list(range(1, len(batch) + 1))
     statuses = [o.status for o in outcomes]
     assert (statuses.count(ACCEPTED), statuses.count(DUPLICATE), statuses.count(QUARANTINED)) == (
@@ -221,11 +210,8 @@ def _line(record: dict) -> bytes:
 
 
 def _quarantine(store: Path) -> list[tuple]:
-    con = duckdb.connect(str(store), read_only=True)
-    try:
+    with open_store(store) as con:
         return con.execute("SELECT line, raw, reason FROM quarantine ORDER BY line").fetchall()
-    finally:
-        con.close()
 
 
 def test_another_encoding_is_quarantined_row_by_row_and_shown_with_replacement_characters(tmp_path):
@@ -320,9 +306,8 @@ def test_parquet_typed_columns_are_read_as_values(tmp_path):
     }), path)
     report = _import_and_check(path, tmp_path / "s.duckdb")
     assert report.accepted == 2
-    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
-    rows = con.execute("SELECT phone, amount, properties FROM events ORDER BY amount").fetchall()
-    con.close()
+    with open_store(tmp_path / "s.duckdb") as con:
+        rows = con.execute("SELECT phone, amount, properties FROM events ORDER BY amount").fetchall()
     assert rows == [("+84912345679", 99.5, '{"store": "Q3"}'), ("+84912345678", 150000.0, '{"store": "Q1"}')]
 
 

@@ -4,7 +4,6 @@ import json
 import unicodedata
 from pathlib import Path
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -16,6 +15,7 @@ from features.ingest.mapping import (
     read_mapped,
 )
 from features.ingest.readers import IngestError
+from features.store import open_store
 from nhip.cli import app
 
 MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
@@ -24,11 +24,8 @@ ZALO = MAPPINGS / "zalo_oa_followers.toml"
 
 
 def _rows(settings, sql, params=()):
-    con = duckdb.connect(str(settings.store_path), read_only=True)
-    try:
+    with open_store(settings.store_path) as con:
         return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
 
 
 def _balanced(report):

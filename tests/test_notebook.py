@@ -64,4 +64,4 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     assert len(metrics) == 1
     text = _output_text(metrics[0])
     assert all(word in text for word in ("auc", "model", "recency", "bgnbd")), text
-    assert (tmp_path / "home" / "events.duckdb").exists()
+    assert (tmp_path / "home" / "store" / "manifest.json").exists()

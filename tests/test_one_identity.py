@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import features
-from features.build import load_online_build
+from features.builds import Builds
 from features.identity.graph import IdentityConfig
 from features.ingest.importer import ingest_file
 from features.store import open_store
@@ -90,7 +90,7 @@ def test_the_setting_decides_whether_the_hotline_glues_three_people(shop):
     settings, _ = shop
     from features.identity.graph import resolve_graph
 
-    with open_store(settings.store_path, read_only=True) as con:
+    with open_store(settings.store_path) as con:
         strict = resolve_graph(con, parse_as_of(BUILD_AS_OF), IdentityConfig(2))
         loose = resolve_graph(con, parse_as_of(BUILD_AS_OF), IdentityConfig(5))
     assert len(_trio_customers(strict.identity)) == 3
@@ -99,10 +99,10 @@ def test_the_setting_decides_whether_the_hotline_glues_three_people(shop):
 
 def test_every_path_sees_the_customers_of_the_build(shop):
     settings, root = shop
-    build = load_online_build(settings.store_path)
-    assert build.config == IdentityConfig(2)  # recorded with the build
-    served = set(build.profiles.index)
-    trio = _trio_customers(build.identity)
+    build = Builds(settings.builds).open()
+    assert build.identity_config == IdentityConfig(2)  # recorded with the build
+    served = set(build.table("profiles").index)
+    trio = _trio_customers(build.table("identity"))
     assert len(trio) == 3 and trio <= served
     as_of = parse_as_of(BUILD_AS_OF)
 
@@ -113,7 +113,7 @@ def test_every_path_sees_the_customers_of_the_build(shop):
     assert rows.loc[sorted(trio), "label"].tolist() == [1, 1, 1]  # each person's own later purchase
 
     # Send-time inputs.
-    with open_store(settings.store_path, read_only=True) as con:
+    with open_store(settings.store_path) as con:
         inputs = send_time_inputs(con, as_of, settings.identity)
     trio_sends = inputs.sends[inputs.sends["customer_id"].isin(trio)]
     assert trio_sends["customer_id"].nunique() == 3 and set(inputs.sends["customer_id"]) <= served
@@ -127,15 +127,15 @@ def test_every_path_sees_the_customers_of_the_build(shop):
 
     # Lookalike seeds resolve through the build's identity map: one card, one customer.
     seeded = features.lookalike(["KH-B"], k=5, id_type="pos_customer_id")
-    card_b = build.identity.set_index(["id_type", "id_value"]).loc[("pos_customer_id", "KH-B"), "customer_id"]
+    card_b = build.table("identity").set_index(["id_type", "id_value"]).loc[("pos_customer_id", "KH-B"),
+                                                                            "customer_id"]
     assert seeded.seeds == [card_b]
 
 
 def test_the_service_refuses_a_champion_of_another_identity_configuration(shop, monkeypatch):
     settings, root = shop
     from features.build import build_features
-    from serving.champions import IdentityMismatch
-    from serving.scoring import load_scorer
+    from serving.scoring import ModelUnavailable, load_scorer
 
     assert load_scorer(settings.serving).versions()["features_as_of"]  # same setting: served
     monkeypatch.setenv("NHIP_IDENTITY_MAX_LINKS", "5")
@@ -145,14 +145,16 @@ def test_the_service_refuses_a_champion_of_another_identity_configuration(shop, 
     assert result.exit_code == 1
     assert "NHIP_IDENTITY_MAX_LINKS=2" in result.output and "NHIP_IDENTITY_MAX_LINKS=5" in result.output
     assert "error:" in result.output and "Traceback" not in result.output
-    build_features(loose.store_path, parse_as_of(BUILD_AS_OF), loose.identity, None)
+    build_features(loose.build, parse_as_of(BUILD_AS_OF), None, to_qdrant=False)
     try:
-        with pytest.raises(IdentityMismatch, match="trained with NHIP_IDENTITY_MAX_LINKS=2 but the latest "
-                                                   "feature build resolves customers with "
-                                                   "NHIP_IDENTITY_MAX_LINKS=5"):
-            load_scorer(loose.serving)
+        scorer = load_scorer(loose.serving)
+        assert scorer.propensity_champion is None and scorer.send_time_champion is None
+        assert ("trained with NHIP_IDENTITY_MAX_LINKS=2 but the current feature build resolves customers with "
+                "NHIP_IDENTITY_MAX_LINKS=5") in scorer.missing["propensity"]
+        with pytest.raises(ModelUnavailable, match="NHIP_IDENTITY_MAX_LINKS=5"):
+            load_scorer(loose.serving, need=("send_time",))
     finally:
-        build_features(settings.store_path, parse_as_of(BUILD_AS_OF), settings.identity, None)
+        build_features(settings.build, parse_as_of(BUILD_AS_OF), None, to_qdrant=False)
 
 
 def test_erasing_one_person_behind_the_hotline_erases_only_them(shop):
@@ -160,7 +162,7 @@ def test_erasing_one_person_behind_the_hotline_erases_only_them(shop):
     result = CliRunner().invoke(app, ["erase", "--id-type", "pos_customer_id", "--value", "KH-A"])
     assert result.exit_code == 0, result.output
     assert "1 customer(s)" in result.output
-    with open_store(settings.store_path, read_only=True) as con:
+    with open_store(settings.store_path) as con:
         left = dict(con.execute("SELECT pos_customer_id, count(*) FROM events WHERE pos_customer_id "
                                 "IN ('KH-A', 'KH-B', 'KH-C') GROUP BY ALL").fetchall())
     # With the default 5 the three cards were one customer, and all three people would have gone.

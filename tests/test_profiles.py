@@ -19,7 +19,7 @@ def store(workspace, tmp_path):
 
 
 def test_identifiers_of_one_person_resolve_to_one_customer(store):
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         identity = resolve_graph(con, parse_as_of("2026-04-01"), IDENTITY).identity
     by_value = identity.set_index("id_value")["customer_id"]
     lan = {by_value[v] for v in ("anon-lan", "lan.nguyen@example.com", "KH001", "+84912345678", "z-lan")}
@@ -30,25 +30,25 @@ def test_identifiers_of_one_person_resolve_to_one_customer(store):
 
 def test_links_seen_after_as_of_do_not_merge(store):
     # At 2026-03-01 17:00 the POS sale (18:00) that links the phone to the email has not happened.
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         identity = resolve_graph(con, parse_as_of("2026-03-01T17:00"), IDENTITY).identity
     assert set(identity["id_value"]) == {"anon-lan", "lan.nguyen@example.com"}
     assert identity["customer_id"].nunique() == 1
 
 
 def test_customer_id_is_stable_when_unrelated_data_arrives(store, workspace, tmp_path):
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         before = resolve_graph(con, parse_as_of("2026-04-01"), IDENTITY).identity.set_index("id_value")["customer_id"]
     extra = [{"event_id": "x", "ts": "2026-02-01T08:00:00+07:00", "channel": "sms", "type": "message_sent",
               "phone": "0987654321"}]
     ingest_file(write_jsonl(tmp_path / "x.jsonl", extra), workspace.store_path)
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         after = resolve_graph(con, parse_as_of("2026-04-01"), IDENTITY).identity.set_index("id_value")["customer_id"]
     assert after.reindex(before.index).equals(before)
 
 
 def test_profile_values(store):
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         profiles = profiles_at(con, parse_as_of("2026-03-05"))
     lan = profiles[profiles["n_purchases"] == 1].iloc[0]
     assert lan["monetary_total"] == 1_200_000
@@ -64,7 +64,7 @@ def test_profile_values(store):
 
 def test_future_events_change_no_feature_and_no_customer(store, workspace, tmp_path):
     as_of = parse_as_of("2026-03-02T12:00")
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         before = profiles_at(con, as_of)
     future = [
         {"event_id": "f1", "ts": "2026-03-02T12:00:01+07:00", "channel": "pos", "type": "purchase",
@@ -73,7 +73,7 @@ def test_future_events_change_no_feature_and_no_customer(store, workspace, tmp_p
          "anonymous_id": "someone-new"},
     ]
     ingest_file(write_jsonl(tmp_path / "f.jsonl", future), workspace.store_path)
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         after = profiles_at(con, as_of)
         with resolve_events(con, as_of, IDENTITY) as events:
             labels = purchase_labels(events, horizon_days=30)
@@ -97,7 +97,7 @@ def test_consent_latest_event_wins_per_channel(workspace, tmp_path):
         event(7, "2026-03-05T08:00:00+07:00", "sms", "consent_revoked"),
     ]
     ingest_file(write_jsonl(tmp_path / "c.jsonl", rows), workspace.store_path)
-    with open_store(workspace.store_path, read_only=True) as con:
+    with open_store(workspace.store_path) as con:
         early = profiles_at(con, parse_as_of("2026-03-02T12:00")).iloc[0]
         late = profiles_at(con, parse_as_of("2026-03-10")).iloc[0]
     assert not early["consent_email"] and early["consent_zalo_oa"] and early["consent_sms"]
@@ -106,7 +106,7 @@ def test_consent_latest_event_wins_per_channel(workspace, tmp_path):
 
 
 def test_no_sends_means_no_open_rate(store):
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         profiles = profiles_at(con, parse_as_of("2026-03-05"))
     lan = profiles[profiles["n_purchases"] == 1].iloc[0]
     assert pd.isna(lan["open_rate_90d"])  # Lan was never sent a message
@@ -116,7 +116,7 @@ def test_consent_revocation_wins_a_tie(workspace, tmp_path):
     rows = [{"event_id": f"t{i}", "ts": "2026-03-01T08:00:00+07:00", "channel": "sms", "type": kind,
              "phone": "0912345678"} for i, kind in enumerate(["consent_granted", "consent_revoked"])]
     ingest_file(write_jsonl(tmp_path / "t.jsonl", rows), workspace.store_path)
-    with open_store(workspace.store_path, read_only=True) as con:
+    with open_store(workspace.store_path) as con:
         profile = profiles_at(con, parse_as_of("2026-03-10")).iloc[0]
     assert not profile["consent_sms"]
 
@@ -125,7 +125,7 @@ def test_resolved_events_for_two_dates_live_side_by_side(store):
     """Each value names its own relations: resolving a second date does not change what the first reads
     (a view registered under one fixed name would have been silently replaced)."""
     early, late = parse_as_of("2026-03-01T17:00"), parse_as_of("2026-04-01")
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         alone = profiles_at(con, early)
         with resolve_events(con, early, IDENTITY) as first, resolve_events(con, late, IDENTITY) as second:
             pd.testing.assert_frame_equal(build_profiles(first), alone)
@@ -134,7 +134,7 @@ def test_resolved_events_for_two_dates_live_side_by_side(store):
 
 def test_resolved_events_refuse_another_date_and_use_after_close(store):
     as_of = parse_as_of("2026-04-01")
-    with open_store(store, read_only=True) as con:
+    with open_store(store) as con:
         events = resolve_events(con, as_of, IDENTITY)
         assert events.require(as_of) is events
         with pytest.raises(AsOfMismatch, match="cannot be used as of"):

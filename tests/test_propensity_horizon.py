@@ -3,6 +3,7 @@ the cutoff, a model that serves for the full horizon, and the baselines every ev
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,20 +32,20 @@ LONG_AS_OF, LONG_H = parse_as_of("2026-08-15"), 14
 def shop(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("shop")
     paths = write(generate(customers=400, days=100, seed=3), folder / "demo")
-    ingest_file(paths["events"], folder / "events.duckdb")
-    return folder / "events.duckdb"
+    ingest_file(paths["events"], folder / "store")
+    return folder / "store"
 
 
 @pytest.fixture
 def shop_copy(shop, tmp_path) -> Path:
     """A store of its own, for tests that add events."""
-    copy = tmp_path / "events.duckdb"
-    copy.write_bytes(shop.read_bytes())
+    copy = tmp_path / "store"
+    shutil.copytree(shop, copy, ignore=shutil.ignore_patterns("pins", "reader-*"))
     return copy
 
 
 def test_full_windows_when_the_history_allows_them(shop):
-    with open_store(shop, read_only=True) as con:
+    with open_store(shop) as con:
         plan = plan_snapshots(con, LONG_AS_OF, LONG_H)
     assert not plan.short_history
     assert plan.calibration == [LONG_AS_OF - timedelta(days=LONG_H)]
@@ -53,7 +54,7 @@ def test_full_windows_when_the_history_allows_them(shop):
 
 
 def test_short_history_truncates_every_window_at_the_cutoff(shop):
-    with open_store(shop, read_only=True) as con:
+    with open_store(shop) as con:
         plan = plan_snapshots(con, SHORT_AS_OF, SHORT_H, step_days=7)
     assert plan.short_history and plan.label_cutoff == SHORT_AS_OF
     assert max(plan.train) < min(plan.calibration)  # the calibration slice is later in time
@@ -68,20 +69,20 @@ def test_short_history_truncates_every_window_at_the_cutoff(shop):
 
 
 def test_a_history_too_short_for_two_snapshots_is_refused(shop):
-    with open_store(shop, read_only=True) as con:
+    with open_store(shop) as con:
         with pytest.raises(NotEnoughDataError, match="not enough history"):
             plan_snapshots(con, parse_as_of("2026-07-01"), 30)
 
 
 def test_a_label_window_past_the_cutoff_is_an_error(shop):
-    with open_store(shop, read_only=True) as con, pytest.raises(ValueError, match="label cutoff"):
+    with open_store(shop) as con, pytest.raises(ValueError, match="label cutoff"):
         training_set(con, [SHORT_AS_OF - timedelta(days=10)], 30, PROPENSITY_V1, IDENTITY,
                      label_cutoff=SHORT_AS_OF)
 
 
 def test_labels_are_the_purchases_in_the_window(shop):
     as_of = parse_as_of("2026-07-01")
-    with open_store(shop, read_only=True) as con:
+    with open_store(shop) as con:
         rows = training_set(con, [as_of], 30, PROPENSITY_V1, IDENTITY).set_index("customer_id")
         with resolve_events(con, as_of, IDENTITY) as events:
             expected = purchase_labels(events, 30).reindex(rows.index).fillna(0).astype(int)
@@ -109,12 +110,12 @@ def _future_purchases(con, after) -> list[dict]:
 def test_short_history_training_reads_nothing_after_the_cutoff(shop_copy, tmp_path):
     """Training and calibration rows (features and labels) are the same whether or not purchases after
     the cutoff exist; only the test snapshot's labels, which are meant to, see them."""
-    with open_store(shop_copy, read_only=True) as con:
+    with open_store(shop_copy) as con:
         plan = plan_snapshots(con, SHORT_AS_OF, SHORT_H)
         before = build_rows(con, plan, PROPENSITY_V3, IDENTITY)
         future = _future_purchases(con, SHORT_AS_OF)
     ingest_file(write_jsonl(tmp_path / "future.jsonl", future), shop_copy)
-    with open_store(shop_copy, read_only=True) as con:
+    with open_store(shop_copy) as con:
         assert plan_snapshots(con, SHORT_AS_OF, SHORT_H) == plan
         after = build_rows(con, plan, PROPENSITY_V3, IDENTITY)
     fitted = [*plan.train, *plan.calibration]
@@ -125,7 +126,7 @@ def test_short_history_training_reads_nothing_after_the_cutoff(shop_copy, tmp_pa
 
 
 def test_short_history_model_predicts_for_the_full_horizon(shop):
-    with open_store(shop, read_only=True) as con:
+    with open_store(shop) as con:
         result = fit_propensity(con, SHORT_AS_OF, SHORT_H, min_events=3, identity=IDENTITY, step_days=7)
         profiles = profiles_at(con, SHORT_AS_OF)
     model = result.model
@@ -143,7 +144,7 @@ def test_short_history_model_predicts_for_the_full_horizon(shop):
 
 
 def test_every_evaluation_carries_the_baselines(shop):
-    with open_store(shop, read_only=True) as con:
+    with open_store(shop) as con:
         result = fit_propensity(con, LONG_AS_OF, LONG_H, min_events=3, identity=IDENTITY)
     assert not result.plan.short_history and WINDOW_FEATURE not in result.model.features_
     assert set(result.baselines) == {"recency", "bgnbd", "bgnbd_expected"}

@@ -53,7 +53,7 @@ def shop(tmp_path_factory):
 
     settings = get_settings()
     ingest_file(write_jsonl(home / "events.jsonl", EVENTS), settings.store_path)
-    build_features(settings.store_path, parse_as_of("2026-03-31"), settings.identity, settings.vectors)
+    build_features(settings.build, parse_as_of("2026-03-31"), settings.vectors, to_qdrant=False)
     yield settings
     mp.undo()
 
@@ -102,13 +102,17 @@ def test_cold_profiles_fall_back_to_popular_items(shop):
     assert result.items["product_id"].iloc[0] == "tt1"  # bought twice
 
 
-def test_the_service_recommender_answers_and_says_when_a_writer_holds_the_store(shop):
+def test_the_service_recommender_answers_from_its_build_while_the_store_is_written(shop, tmp_path):
     import subprocess
     import sys
 
-    from serving.recommender import Recommender, StoreBusy
+    from features.builds import Builds
+    from features.vectors.stores import open_vector_store
+    from serving.recommender import Recommender
 
-    recommender = Recommender(shop.store_path, shop.vectors)
+    build = Builds(shop.builds).open()
+    vectors = open_vector_store(shop.vectors, build)
+    recommender = Recommender(build, vectors)
     try:
         answer = recommender.lookalike([AN], k=2, channel="zalo_oa", id_type=None)
         assert answer["customers"][0]["customer_id"] == _customer(shop, BINH)
@@ -116,17 +120,22 @@ def test_the_service_recommender_answers_and_says_when_a_writer_holds_the_store(
             recommender.lookalike([], k=2, channel=None, id_type=None)
 
         an = _customer(shop, AN)
-        # Another process writing (an import, a feature build) holds DuckDB's file lock.
-        code = ("import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
-                "time.sleep(30)")
+        before = recommender.next_products(an, k=3, exclude_days=30)
+        # Another process holds the store's writer lock (an import, an erasure) …
+        code = ("import sys, time; from pathlib import Path; from features.store import store_writer\n"
+                "with store_writer(Path(sys.argv[1]), doing='importing'):\n"
+                "    print('locked', flush=True); time.sleep(30)")
         writer = subprocess.Popen([sys.executable, "-c", code, str(shop.store_path)],
                                   stdout=subprocess.PIPE, text=True)
         try:
             assert writer.stdout.readline().strip() == "locked"
-            with pytest.raises(StoreBusy, match="busy"):
-                recommender.next_products(an, k=3, exclude_days=30)
+            assert recommender.next_products(an, k=3, exclude_days=30) == before
+            # … and a new build is published: the recommender keeps answering from the build it opened.
+            build_features(shop.build, parse_as_of("2026-03-15"), shop.vectors, to_qdrant=False)
+            assert recommender.next_products(an, k=3, exclude_days=30) == before
         finally:
             writer.kill()
             writer.wait()
     finally:
-        recommender.close()
+        vectors.close()
+        build_features(shop.build, parse_as_of("2026-03-31"), shop.vectors, to_qdrant=False)

@@ -241,7 +241,7 @@ def owl_store(workspace, tmp_path):
 
 
 def test_machine_opens_are_not_reads(owl_store):
-    with open_store(owl_store.store_path, read_only=True) as con:
+    with open_store(owl_store.store_path) as con:
         with resolve_events(con, AS_OF, IDENTITY) as events:
             sends = message_responses(events)
         inputs = send_time_inputs(con, AS_OF, IDENTITY)
@@ -255,7 +255,7 @@ def test_machine_opens_are_not_reads(owl_store):
 
 def test_events_after_as_of_change_nothing(owl_store, tmp_path):
     def fitted():
-        with open_store(owl_store.store_path, read_only=True) as con:
+        with open_store(owl_store.store_path) as con:
             inputs = send_time_inputs(con, AS_OF, IDENTITY)
         model = SendTimeModel().fit(inputs)
         customer = inputs.sends["customer_id"].iloc[0]
@@ -275,7 +275,7 @@ def test_events_after_as_of_change_nothing(owl_store, tmp_path):
 
 
 def test_fit_send_time_reports_the_holdout(owl_store):
-    with open_store(owl_store.store_path, read_only=True) as con:
+    with open_store(owl_store.store_path) as con:
         result = fit_send_time(con, AS_OF, IDENTITY, prior_strength=1.0, holdout_days=5)
     assert result.metrics["sends"] == 17
     assert set(result.holdout["ts"].dt.day) <= {15, 16, 17}

@@ -1,4 +1,4 @@
-"""Vector stores: the snapshot swap, exact search with filters, erasure, and the Qdrant server switch."""
+"""Vector stores: the snapshot's exact search with filters, erasure, and the Qdrant server switch."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import pytest
 
 from features.vectors.layout import ITEMS, PROFILES, Collection, profile_matrix
 from features.vectors.qdrant import QdrantStore
-from features.vectors.snapshot import (
-    SnapshotStore,
-    compact_collections,
-    current_snapshot,
-)
+from features.vectors.snapshot import SnapshotStore, compact_collections, snapshot_without
+from features.vectors.snapshot import write_snapshot as write_folder
 from features.vectors.stores import open_vector_store
 
 
@@ -34,10 +31,10 @@ def collections(keys=("a", "b", "c"), consent=(True, True, False)) -> list[Colle
 
 
 def write_snapshot(root, colls, stamp):
-    writer = object.__new__(SnapshotStore)
-    writer.root = root
-    root.mkdir(parents=True, exist_ok=True)
-    writer.replace(colls, stamp)
+    """The snapshot a build with id `stamp` writes, in its folder."""
+    folder = root / stamp
+    write_folder(folder, compact_collections(colls))
+    return folder
 
 
 def test_snapshot_basis_keeps_dot_products(tmp_path):
@@ -50,9 +47,7 @@ def test_snapshot_basis_keeps_dot_products(tmp_path):
 
 
 def test_search_filters_excludes_and_ranks(tmp_path):
-    root = tmp_path / "vectors"
-    write_snapshot(root, collections(), "1")
-    store = SnapshotStore(root)
+    store = SnapshotStore(write_snapshot(tmp_path / "builds", collections(), "1"))
     a = store.fetch(PROFILES, "profile", ["a"])["a"]
     assert store.search(PROFILES, "profile", a, 3)[0].key == "a"
     hits = store.search(PROFILES, "profile", a, 3, require={"consent_zalo_oa": True}, exclude=["a"])
@@ -60,25 +55,19 @@ def test_search_filters_excludes_and_ranks(tmp_path):
     assert store.fetch(PROFILES, "profile", ["nobody"]) == {}
 
 
-def test_readers_keep_the_old_snapshot_until_they_reopen(tmp_path):
-    root = tmp_path / "vectors"
-    write_snapshot(root, collections(keys=("a", "b", "c")), "1")
-    reader = SnapshotStore(root)
+def test_a_snapshot_is_read_whole_once_opened(tmp_path):
+    first = write_snapshot(tmp_path / "builds", collections(keys=("a", "b", "c")), "1")
+    reader = SnapshotStore(first)
     assert set(reader.scan(PROFILES).index) == {"a", "b", "c"}
-    write_snapshot(root, collections(keys=("d", "e", "f")), "2")
-    assert set(reader.scan(PROFILES).index) == {"a", "b", "c"}
-    assert set(SnapshotStore(root).scan(PROFILES).index) == {"d", "e", "f"}
-    write_snapshot(root, collections(keys=("g", "h", "i")), "3")
-    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["2", "3"]  # one previous kept
+    write_snapshot(tmp_path / "builds", collections(keys=("d", "e", "f")), "2")
+    assert set(reader.scan(PROFILES).index) == {"a", "b", "c"}  # a newer build does not disturb it
 
 
-def test_delete_rewrites_the_snapshot_and_drops_older_ones(tmp_path):
-    root = tmp_path / "vectors"
-    write_snapshot(root, collections(), "1")
-    write_snapshot(root, collections(), "2")
-    assert SnapshotStore(root).delete(PROFILES, ["a", "zz"]) == 1
-    assert set(SnapshotStore(root).scan(PROFILES).index) == {"b", "c"}
-    assert [p for p in root.iterdir() if p.is_dir()] == [current_snapshot(root)]
+def test_erasure_copies_the_snapshot_without_the_customers(tmp_path):
+    source = write_snapshot(tmp_path / "builds", collections(), "1")
+    assert snapshot_without(source, tmp_path / "builds" / "2", PROFILES, ["a", "zz"]) == 1
+    assert set(SnapshotStore(tmp_path / "builds" / "2").scan(PROFILES).index) == {"b", "c"}
+    assert set(SnapshotStore(source).scan(PROFILES).index) == {"a", "b", "c"}
 
 
 def test_qdrant_alias_swap_keeps_readers_on_the_old_collection_until_the_swap(tmp_path):
@@ -114,11 +103,11 @@ def test_server_url_switches_to_a_qdrant_client_on_that_url(workspace, monkeypat
     monkeypatch.setenv("NHIP_QDRANT_URL", "http://qdrant.internal:6333")
     from nhip.settings import get_settings
 
-    store = open_vector_store(get_settings().vectors)
+    store = open_vector_store(get_settings().vectors, None)
     assert isinstance(store, QdrantStore) and made == {"url": "http://qdrant.internal:6333"}
     assert not (workspace.workspace / "qdrant").exists()
 
 
 def test_without_a_build_the_snapshot_says_so(workspace):
     with pytest.raises(LookupError, match="features build"):
-        open_vector_store(workspace.vectors)
+        open_vector_store(workspace.vectors, None)

@@ -158,7 +158,7 @@ class CdnowImport:
 
 def import_cdnow(work: Path, sample: int | None = None, seed: int = 0, source: Path | None = None
                  ) -> CdnowImport:
-    """Convert the file into `work/cdnow_events.jsonl` and ingest it into `work/events.duckdb`.
+    """Convert the file into `work/cdnow_events.jsonl` and ingest it into `work/store`.
 
     The store is rebuilt on every call, so a different `sample` never mixes with an earlier one; the
     source file is only read.
@@ -169,7 +169,7 @@ def import_cdnow(work: Path, sample: int | None = None, seed: int = 0, source: P
     customers = sample_customers(source, sample, seed) if sample else None
     events = work / "cdnow_events.jsonl"
     conversion = convert(source, events, customers)
-    store = work / "events.duckdb"
+    store = work / "store"
     for stale in (store, store.with_suffix(".duckdb.wal")):
         stale.unlink(missing_ok=True)
     report = ingest_file(events, store, source=SOURCE)
@@ -230,7 +230,7 @@ def evaluate_cdnow(
 
     imported = import_cdnow(work, sample, seed)
     as_of = parse_as_of(AS_OF)
-    with open_store(imported.store_path, read_only=True) as con:
+    with open_store(imported.store_path) as con:
         result = fit_propensity(
             con, as_of, HORIZON_DAYS, min_events=1, identity=identity,
             feature_list=feature_list or DEFAULT_FEATURE_LIST,

@@ -26,6 +26,7 @@ from training import registry
 from training.errors import NotEnoughDataError
 
 if TYPE_CHECKING:
+    from features.build import BuildConfig
     from training.runner import TrainingConfig
 
 
@@ -132,7 +133,7 @@ class RetrainConfig:
 def data_checks(training: TrainingConfig, checks: RetrainConfig, as_of: datetime | None, horizon_days: int
                 ) -> tuple[RetrainPlan | None, list[CheckResult]]:
     """The retrain plan and every data check; the plan is None when the store is empty."""
-    with open_store(training.store_path, read_only=True) as con:
+    with open_store(training.store_path) as con:
         _, last = event_time_range(con)
         if last is None:
             return None, [CheckResult("empty store", False, "the event store holds no events; "
@@ -160,6 +161,7 @@ class RetrainResult:
 def retrain(
     training: TrainingConfig,
     checks: RetrainConfig,
+    build: BuildConfig,
     vectors: VectorConfig | None,
     as_of: datetime | None = None,
     horizon_days: int = 30,
@@ -180,7 +182,7 @@ def retrain(
     if failed:
         raise RetrainRefused(failed)
     step("building features")
-    summary = build_features(training.store_path, plan.now, training.identity, vectors)
+    summary = build_features(build, plan.now, vectors, to_qdrant=vectors is not None)
     step("training propensity")
     outcomes = [train_propensity(training, plan.propensity_as_of, horizon_days)]
     step("training send time")

@@ -175,7 +175,7 @@ def train_propensity(
     from training.report import propensity_buckets, propensity_plots, propensity_report
 
     mlflow = config.tracking.connect()
-    with open_store(config.store_path, read_only=True) as con:
+    with open_store(config.store_path) as con:
         data = {**fingerprint(con), "as_of": str(as_of)}
         result = fit_propensity(
             con, as_of, horizon_days, config.min_events_to_score, config.identity, step_days, progress=progress
@@ -257,7 +257,7 @@ def train_send_time(config: TrainingConfig, as_of: datetime) -> RunOutcome:
 
     mlflow = config.tracking.connect()
     champion = registry.champion_run(mlflow.MlflowClient(), SEND_TIME_MODEL)
-    with open_store(config.store_path, read_only=True) as con:
+    with open_store(config.store_path) as con:
         data = {**fingerprint(con), "as_of": str(as_of)}
         result = fit_send_time(con, as_of, config.identity, config.send_time_prior_strength)
         candidate, champion_metrics, blockers = _send_time_backtest(mlflow, con, champion, result,

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import duckdb
 import pandas as pd
 
 from features.identity.graph import Resolution, id_key
-from features.store import table_names
 from nhip.clock import utcnow
 
 CHANGE_COLUMNS = ["recorded_at", "as_of", "previous_as_of", "kind", "kept_customer_id",
@@ -115,58 +113,3 @@ def _merge_links(links: pd.DataFrame | None, anchor: dict[str, str], reference: 
         if not waiting:
             break
     return found
-
-
-def write_identity_tables(
-    con: duckdb.DuckDBPyConnection,
-    resolution: Resolution,
-    previous: pd.DataFrame | None,
-    previous_as_of: datetime | None,
-    attributes: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Persist the identity map, the set-aside identifiers, attributes, and append the changes since
-    `previous` to `identity_merges`. Call inside the build's transaction. Returns the changes."""
-    changes = identity_changes(previous, resolution, previous_as_of)
-    con.register("identity_df", resolution.identity)
-    con.execute("CREATE OR REPLACE TABLE identity_map AS SELECT * FROM identity_df")
-    con.unregister("identity_df")
-    con.register("set_aside_df", resolution.set_aside.assign(as_of=resolution.as_of))
-    con.execute("CREATE OR REPLACE TABLE identity_set_aside AS SELECT * FROM set_aside_df")
-    con.unregister("set_aside_df")
-    if attributes is not None:
-        con.register("attributes_df", attributes)
-        con.execute("CREATE OR REPLACE TABLE customer_attributes AS SELECT * FROM attributes_df")
-        con.unregister("attributes_df")
-    con.execute(
-        "CREATE TABLE IF NOT EXISTS identity_merges (recorded_at TIMESTAMP, as_of TIMESTAMP, "
-        "previous_as_of TIMESTAMP, kind VARCHAR, kept_customer_id VARCHAR, absorbed_customer_id VARCHAR, "
-        "a_type VARCHAR, b_type VARCHAR, event_key VARCHAR, link_ts TIMESTAMP, detail VARCHAR)"
-    )
-    if len(changes):
-        con.register("changes_df", changes)
-        con.execute(f"INSERT INTO identity_merges SELECT {', '.join(CHANGE_COLUMNS)} FROM changes_df")
-        con.unregister("changes_df")
-    return changes
-
-
-def stored_identity_map(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame | None, datetime | None]:
-    """The identity map and as_of of the last build in this store (None, None before the first)."""
-    tables = table_names(con)
-    if "identity_map" not in tables:
-        return None, None
-    previous = con.execute("SELECT * FROM identity_map").df()
-    as_of = None
-    if "profiles" in tables:
-        as_of = con.execute("SELECT max(as_of) FROM profiles").fetchone()[0]
-    return previous, as_of
-
-
-def recorded_changes(con: duckdb.DuckDBPyConnection, limit: int) -> pd.DataFrame:
-    """The newest `limit` merges, splits and renames feature builds recorded (CHANGE_COLUMNS).
-
-    Raises LookupError before the first build, which is what records them.
-    """
-    if "identity_merges" not in table_names(con):
-        raise LookupError("no merges recorded yet; they are recorded by `nhip features build`")
-    return con.execute("SELECT * FROM identity_merges ORDER BY recorded_at DESC, kind, "
-                       "kept_customer_id, absorbed_customer_id LIMIT ?", [limit]).df()

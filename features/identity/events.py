@@ -105,10 +105,9 @@ def resolved_events(con: duckdb.DuckDBPyConnection, resolution: Resolution) -> R
     identity map on its primary identifier in the view itself, so no pass over all events is stored.
     """
     n = next(_NUMBERS)
-    identity_table, set_aside, orphans, fallback = (f"_identity_map_{n}", f"_identity_set_aside_{n}",
-                                                    f"_identity_orphans_{n}", f"_identity_fallback_{n}")
+    identity_table, set_aside, fallback = f"_identity_map_{n}", f"_identity_set_aside_{n}", f"_identity_fallback_{n}"
     view = f"_resolved_events_{n}"
-    events = ResolvedEvents(con, resolution, view, identity_table, [identity_table, set_aside, orphans, fallback])
+    events = ResolvedEvents(con, resolution, view, identity_table, [identity_table, set_aside, fallback])
     con.register("_identity_map_df", resolution.identity)
     con.execute(f"CREATE TEMP TABLE {identity_table} AS SELECT id_type, id_value, customer_id FROM _identity_map_df")
     con.unregister("_identity_map_df")
@@ -116,10 +115,6 @@ def resolved_events(con: duckdb.DuckDBPyConnection, resolution: Resolution) -> R
     con.execute(f"CREATE TEMP TABLE {set_aside} AS SELECT * FROM _set_aside_df")
     con.unregister("_set_aside_df")
     until = ts_literal(resolution.as_of)
-    # Row ids first, on the narrow key columns; the whole rows are fetched by row id afterwards, which
-    # spares reading every column of every event.
-    con.execute(f"CREATE TEMP TABLE {orphans} AS SELECT e.rowid AS rid FROM events e SEMI JOIN {set_aside} s "
-                f"ON e.pid_type = s.id_type AND e.pid_value = s.id_value WHERE e.ts <= {until}")
     joins = "\n".join(
         f"LEFT JOIN {identity_table} m_{f} ON m_{f}.id_type = '{f}' AND m_{f}.id_value = e.{f}"
         for f in IDENTIFIER_FIELDS
@@ -129,7 +124,8 @@ def resolved_events(con: duckdb.DuckDBPyConnection, resolution: Resolution) -> R
         f"""
         CREATE TEMP TABLE {fallback} AS
         SELECT coalesce({first}) AS customer_id, e.*
-        FROM (SELECT * FROM events WHERE rowid IN (SELECT rid FROM {orphans})) e
+        FROM (SELECT e.* FROM events e SEMI JOIN {set_aside} s
+              ON e.pid_type = s.id_type AND e.pid_value = s.id_value WHERE e.ts <= {until}) e
         {joins}
         WHERE coalesce({first}) IS NOT NULL
         """

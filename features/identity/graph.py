@@ -120,7 +120,7 @@ def _graph(con: duckdb.DuckDBPyConnection, as_of: datetime) -> tuple[pd.DataFram
     )
     several = " + ".join(f"CAST({f} IS NOT NULL AS INTEGER)" for f in IDENTIFIER_FIELDS)
     long = " UNION ALL ".join(
-        f"SELECT rid, ts, {TYPE_RANK[f]} AS rank, {f} AS id_value FROM _identity_multi "
+        f"SELECT rid, event_key, ts, {TYPE_RANK[f]} AS rank, {f} AS id_value FROM _identity_multi "
         f"WHERE {f} IS NOT NULL"
         for f in IDENTIFIER_FIELDS
     )
@@ -132,16 +132,11 @@ def _graph(con: duckdb.DuckDBPyConnection, as_of: datetime) -> tuple[pd.DataFram
             {"as_of": as_of},
         )
         # Events carrying two or more identifiers are few (4 % of the demo shop's): copy them once
-        # instead of scanning the whole store once per identifier type. Their keys are fetched by row id
-        # afterwards, which spares reading every event's key.
+        # instead of scanning the whole store once per identifier type.
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _identity_multi AS SELECT rowid AS rid, ts, "
-            f"{', '.join(IDENTIFIER_FIELDS)} FROM events WHERE ts <= $as_of AND {several} >= 2",
+            f"CREATE OR REPLACE TEMP TABLE _identity_multi AS SELECT row_number() OVER () AS rid, event_key, "
+            f"ts, {', '.join(IDENTIFIER_FIELDS)} FROM events WHERE ts <= $as_of AND {several} >= 2",
             {"as_of": as_of},
-        )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _identity_keys AS SELECT rowid AS rid, event_key FROM events "
-            "WHERE rowid IN (SELECT rid FROM _identity_multi)"
         )
         nodes = con.execute(
             "SELECT id_type, id_value, first_seen, n_events, node, rank FROM _identity_nodes ORDER BY node"
@@ -149,9 +144,8 @@ def _graph(con: duckdb.DuckDBPyConnection, as_of: datetime) -> tuple[pd.DataFram
         links = con.execute(
             f"""
             WITH long AS (
-                SELECT l.rid, k.event_key, l.ts, l.rank, n.node
+                SELECT l.rid, l.event_key, l.ts, l.rank, n.node
                 FROM ({long}) l JOIN _identity_nodes n ON n.rank = l.rank AND n.id_value = l.id_value
-                JOIN _identity_keys k ON k.rid = l.rid
             ),
             pairs AS (
                 SELECT a.node AS a, b.node AS b, min(a.ts) AS first_ts,
@@ -168,7 +162,6 @@ def _graph(con: duckdb.DuckDBPyConnection, as_of: datetime) -> tuple[pd.DataFram
     finally:
         con.execute("DROP TABLE IF EXISTS _identity_nodes")
         con.execute("DROP TABLE IF EXISTS _identity_multi")
-        con.execute("DROP TABLE IF EXISTS _identity_keys")
     nodes = nodes.astype({"id_type": object, "id_value": object})
     links = links.astype({c: object for c in ("a_type", "a_value", "b_type", "b_value", "event_key")})
     return nodes, links

@@ -3,26 +3,32 @@
     POST /events          X-API-Key: <NHIP_COLLECTOR_API_KEY>
     [{"event_id": "z-1", "ts": "2026-03-02T20:00:00+07:00", "channel": "zalo_oa", "type": "follow",
       "zalo_user_id": "z-lan"}, ...]                      (or {"events": [...]})
-    200 {"accepted": 1, "duplicates": 0, "rejected": 0,
+    200 {"accepted": 1, "duplicates": 0, "rejected": 0, "stored": true,
          "results": [{"index": 0, "status": "accepted", "reason": null}]}
     GET /healthz          200 {"status": "ok"} (no key needed)
 
+Durable first. A batch is written to the spool (`features.ingest.spool`, fsynced) before anything is
+answered, so an event the collector acknowledged survives a `kill -9` of the collector right after its
+answer. The drain thread then stores spooled batches in the event store, many per commit, holding the
+store's writer lock only for that commit; the collector never holds the store open, so imports, feature
+builds, training, scoring and the service run beside it.
+
 Every item gets one answer, in the order sent: `accepted` (stored), `duplicate` (its key — `channel` and
 `event_id`, or the content when there is no id — is already stored or came earlier in the batch; a retried
-webhook is therefore harmless) or `rejected` with the reason, the item's raw JSON going to quarantine like a
-bad row of a file. accepted + duplicates + rejected = items sent, always. Items are normalised exactly as
-file imports are (`features.ingest.importer.import_rows`), and each batch is stored in one DuckDB transaction with a
-row in `imports` (source `collector` or `collector:<source>` from the `?source=` query parameter): a batch
-is stored whole or, on a server error (5xx), not at all, and can simply be sent again.
+webhook is therefore harmless) or `rejected` with the reason, the item's raw JSON going to quarantine like
+a bad row of a file. accepted + duplicates + rejected = items sent, always. Items are normalised exactly
+as file imports are (`features.ingest.importer.prepare_rows`); each batch gets a row in `imports` (source
+`collector` or `collector:<source>` from the `?source=` query parameter).
+
+The answer waits up to `ack_wait` (1 s) for the batch's commit and is then exact (`"stored": true`).
+When another writer holds the store longer (a large `nhip ingest`, an erasure), it says `"stored": false`:
+the batch is durably queued and will be stored; `accepted` then counts the items that passed
+normalisation and were not repeated within the batch, and an item that repeats an already stored event
+is counted as a duplicate when the batch is stored.
 
 Errors for the whole request: 401 without a valid `X-API-Key`; 400 when the body is not JSON or not a list
-of events (or `{"events": [...]}`); 413 above `max_batch` items (default 5,000) or `max_body_bytes`.
-
-One writer: DuckDB lets one process open the store for writing, and while it does no other process can
-open it at all, not even read-only. The collector opens one connection at start-up and keeps it, writing
-batches one at a time (a lock serialises them; requests are parsed concurrently). So while the collector
-runs, `nhip ingest` and every other command that opens the store fail with a lock error: send files through
-the collector, or stop it for imports, feature builds, training and scoring.
+of events (or `{"events": [...]}`); 413 above `max_batch` items (default 5,000) or `max_body_bytes`. A 5xx
+means nothing was spooled: send the batch again.
 
 The API key comes from `NHIP_COLLECTOR_API_KEY`; `create_app` refuses to build the app without one.
 Run it with `nhip collect [--host 127.0.0.1] [--port 8100]`.
@@ -32,70 +38,35 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import threading
-from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from features.ingest.importer import import_rows
-from features.ingest.rows import RawRows
-from features.store import connect
+from features.ingest.importer import Prepared, prepare_rows
+from features.ingest.spool import Drainer, LocalSpool, batch_rows
+from features.store import quiet, store_writer
 
 __all__ = ["CollectorConfig", "CollectorConfigError", "create_app", "MAX_BATCH", "MAX_BODY_BYTES"]
 
 MAX_BATCH = 5_000
 MAX_BODY_BYTES = 32 * 1024 * 1024
+ACK_WAIT_SECONDS = 1.0
 _SOURCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _STATUS = {"accepted": "accepted", "duplicate": "duplicate", "quarantined": "rejected"}  # RowOutcome.status
+_log = logging.getLogger("nhip.collector")
 
 
 class CollectorConfigError(RuntimeError):
     """The collector cannot start as configured (no API key)."""
-
-
-class _RawJson(Sequence):
-    """Items' JSON text, made only for the items that are read (the rejected ones, for quarantine)."""
-
-    def __init__(self, items: list) -> None:
-        self._items = items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [_dump(item) for item in self._items[index]]
-        return _dump(self._items[index])
-
-
-def _dump(item: object) -> str:
-    return json.dumps(item, ensure_ascii=False, default=str)
-
-
-def _rows(items: list) -> RawRows:
-    """RawRows from a batch: objects are records (line = index in the batch); anything else is unreadable."""
-    records, lines, unreadable = [], [], []
-    for i, item in enumerate(items):
-        if isinstance(item, dict):
-            records.append(item)
-            lines.append(i)
-        else:
-            unreadable.append((i, _dump(item), f"not a JSON object ({_json_type(item)})"))
-    objects = records if len(records) == len(items) else [items[i] for i in lines]
-    return RawRows(records, lines, _RawJson(objects), unreadable)
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array"}.get(
-        type(value), type(value).__name__)
 
 
 def _no_constant(name: str):
@@ -108,57 +79,84 @@ def _error(status: int, message: str) -> JSONResponse:
 
 @dataclass(frozen=True)
 class CollectorConfig:
-    """What the collector needs: the store it writes and the key clients must send (NHIP_COLLECTOR_API_KEY)."""
+    """What the collector needs: the store it writes, its spool, and the key clients must send
+    (NHIP_COLLECTOR_API_KEY)."""
 
     store_path: Path
+    spool_path: Path
     api_key: str | None
 
 
 def check_store(config: CollectorConfig) -> None:
-    """Open the store for writing and close it again, so that a locked or unwritable store stops
-    `nhip collect` with one line before the server starts, not inside its start-up."""
-    connect(config.store_path, create=True).close()
+    """Take the store's writer lock once (creating the store if need be), so that an unwritable workspace
+    stops `nhip collect` with one line before the server starts."""
+    with store_writer(config.store_path, doing="starting the collector", wait=60):
+        pass
 
 
-def create_app(config: CollectorConfig, *, max_batch: int = MAX_BATCH,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def _queued_answer(prepared: Prepared) -> dict:
+    """The answer for a batch spooled but not yet stored: normalisation's verdict, and repeats within
+    the batch as duplicates (see the module docstring)."""
+    keys = pd.Series(prepared.events["event_key"].to_pylist())
+    repeated = keys.groupby(keys).cumcount().to_numpy() > 0
+    status = {}
+    for line, reason in zip(prepared.lines_all, prepared.reasons_all):
+        status[int(line)] = ("rejected", str(reason)) if pd.notna(reason) else ("accepted", None)
+    for line, again in zip(prepared.lines, repeated):
+        if again:
+            status[int(line)] = ("duplicate", None)
+    for line, _, reason in prepared.unreadable:
+        status[int(line)] = ("rejected", str(reason))
+    results = [{"index": i, "status": status[i][0], "reason": status[i][1]} for i in range(prepared.rows_read)]
+    counts = {s: sum(r["status"] == s for r in results) for s in ("accepted", "duplicate", "rejected")}
+    return {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
+            "stored": False, "results": results}
+
+
+def create_app(config: CollectorConfig, *, max_batch: int = MAX_BATCH, max_body_bytes: int = MAX_BODY_BYTES,
+               ack_wait: float = ACK_WAIT_SECONDS) -> FastAPI:
     """The collector app for `config`; see the module docstring.
 
-    Raises `CollectorConfigError` when no API key is configured. The store is opened when the app starts
-    (lifespan), not here.
+    Raises `CollectorConfigError` when no API key is configured. The drain thread starts with the app
+    (lifespan) and, on shutdown, stores what is still spooled before it stops.
     """
     key = (config.api_key or "").strip()
     if not key:
         raise CollectorConfigError(
             "the collector needs an API key: set NHIP_COLLECTOR_API_KEY (clients send it as X-API-Key)")
     expected = key.encode("utf-8")
-    store_path = config.store_path
-    lock = threading.Lock()
+    spool = LocalSpool(config.spool_path)
+    drainer = Drainer(spool, config.store_path, on_error=lambda exc: _log.warning("drain failed: %s", exc))
+    scratch = threading.local()  # a DuckDB connection per worker thread, for hashing event keys
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        con = connect(store_path, create=True)
-        app.state.con = con
+        drainer.start()
         try:
             yield
         finally:
-            with lock:
-                con.close()
+            await run_in_threadpool(drainer.stop)
 
     app = FastAPI(title="Nhịp collector", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
 
-    def store(rows: RawRows, source: str) -> dict:
-        """One batch, one transaction; runs in a worker thread, one batch at a time."""
-        with lock:
-            report, outcomes = import_rows(app.state.con, rows, source, outcomes=True)
+    def receive(items: list, source: str) -> dict:
+        """Normalise, spool durably, hand to the drain, wait a moment for the commit; in a worker thread."""
+        if not hasattr(scratch, "con"):
+            scratch.con = quiet(duckdb.connect())
+        prepared = prepare_rows(batch_rows(items), source, con=scratch.con)
+        batch = spool.put(items, source)
+        ticket = drainer.submit(batch, prepared)
+        if not ticket.ready.wait(ack_wait):
+            return _queued_answer(prepared)
+        report, outcomes = ticket.result
         results = [None] * report.rows_read
         for outcome in outcomes:
             status = _STATUS.get(outcome.status, outcome.status)
             reason = str(outcome.reason) if status == "rejected" else None
             results[int(outcome.line)] = {"index": int(outcome.line), "status": status, "reason": reason}
         return {"accepted": report.accepted, "duplicates": report.duplicates,
-                "rejected": report.quarantined, "results": results}
+                "rejected": report.quarantined, "stored": True, "results": results}
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -190,8 +188,8 @@ def create_app(config: CollectorConfig, *, max_batch: int = MAX_BATCH,
         if len(items) > max_batch:
             return _error(413, f"{len(items):,} events in one batch; send at most {max_batch:,}")
         if not items:
-            return JSONResponse({"accepted": 0, "duplicates": 0, "rejected": 0, "results": []})
-        answer = await run_in_threadpool(store, _rows(items), f"collector:{source}" if source else "collector")
+            return JSONResponse({"accepted": 0, "duplicates": 0, "rejected": 0, "stored": True, "results": []})
+        answer = await run_in_threadpool(receive, items, f"collector:{source}" if source else "collector")
         return JSONResponse(answer)
 
     return app

@@ -1,15 +1,22 @@
-"""Storing rows: normalise, dedupe against the store and within the batch, insert events and
-quarantine, in one transaction per file or collector batch (see `features.ingest.readers` for the
-accounting guarantees).
+"""Storing rows: normalise and key them (`prepare_rows`, no lock needed), then dedupe against the store
+and within the batch and commit events, quarantine and the import record together (`store_prepared`,
+holding the store's writer lock for that moment only). See `features.ingest.readers` for the accounting
+guarantees: rows read = accepted + duplicates + quarantined, always.
+
+A commit is one manifest version of the store (`features.store.writer`): all of an import lands, or
+none of it, and because events are keyed deterministically a re-run after a crash stores exactly what
+one clean import would.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,7 +25,7 @@ from features.ingest.keys import event_keys
 from features.ingest.normalise import columns_from_records, normalise_columns
 from features.ingest.readers import READERS, IngestError
 from features.ingest.rows import RawRows
-from features.store import EVENT_COLUMNS, connect
+from features.store import StoreWriter, quiet, store_writer
 from nhip.clock import utcnow
 
 # Quarantine keeps at most this much of a raw row, so one runaway line cannot bloat the store.
@@ -54,6 +61,8 @@ def _cut(raw: str) -> str:
 
 
 ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
+# How long an import waits for another writer (a drain, an erasure) before giving up.
+WRITER_WAIT_SECONDS = 600.0
 
 
 @dataclass
@@ -66,37 +75,33 @@ class RowOutcome:
 
 
 @dataclass
-class _Outcomes:
-    """Per-row results as arrays, in line order; `store_rows` turns them into `RowOutcome`s on request."""
+class Prepared:
+    """Rows normalised and keyed, ready to be stored: what can be done before taking the writer lock.
 
-    lines: np.ndarray
-    status: np.ndarray
-    reasons: np.ndarray
-
-
-def store_rows(
-    con, rows: RawRows, source: str, started: datetime | None = None
-) -> tuple[IngestReport, list[RowOutcome]]:
-    """Normalise, dedupe and insert rows on an open connection; the caller owns the transaction.
-
-    Shared by file imports (one transaction per file) and the HTTP collector (one per batch).
+    `events` holds the rows normalisation accepted, with their `event_key`, in the order of `lines`;
+    `quarantine` the (line, raw text, reason) of every other row. `lines_all`/`reasons_all` give each
+    parsed row's reason (None when fine), for per-row outcomes.
     """
-    report, outcomes = _store(con, rows, source, started, outcomes=True)
-    return report, [
-        RowOutcome(int(line), status, reason)
-        for line, status, reason in zip(outcomes.lines, outcomes.status, outcomes.reasons)
-    ]
+
+    source: str
+    started: datetime
+    rows_read: int
+    events: pa.Table
+    lines: np.ndarray
+    quarantine: list[tuple[int, str, str]]
+    lines_all: np.ndarray
+    reasons_all: np.ndarray
+    unreadable: list[tuple[int, str, str]]
 
 
-def _store(
-    con, rows: RawRows, source: str, started: datetime | None = None, outcomes: bool = False
-) -> tuple[IngestReport, _Outcomes | None]:
-    """`store_rows`, with per-row outcomes only when asked: file imports do not need them."""
+def prepare_rows(rows: RawRows, source: str, con: duckdb.DuckDBPyConnection | None = None,
+                 started: datetime | None = None) -> Prepared:
+    """Normalise and key `rows`; `con` is any DuckDB connection to hash keys on (a new one costs ~20 ms,
+    which a collector batch would feel)."""
     started = started or utcnow()
     parts = [] if rows.columns is None else [rows.columns]
     if rows.records or not parts:
         parts.insert(0, columns_from_records(rows.records, rows.lines, rows.raw_text))
-
     tables, why, lines, quarantine = [], [], [], list(rows.unreadable)
     for part in parts:
         table, reasons = normalise_columns(part)
@@ -109,26 +114,64 @@ def _store(
     why_all, line_all = np.concatenate(why), np.concatenate(lines)
     ok = pd.isna(why_all)
     events, ok_lines = _filter(events, ok), line_all[ok]
+    own = con is None
+    con = quiet(duckdb.connect()) if own else con
+    try:
+        keys = event_keys(events, con) if events.num_rows else pa.array([], pa.large_string())
+    finally:
+        if own:
+            con.close()
+    return Prepared(source, started, rows.rows_read, events.append_column("event_key", keys), ok_lines,
+                    quarantine, line_all, why_all, list(rows.unreadable))
 
-    keys = event_keys(events, con) if events.num_rows else pa.array([], pa.large_string())
-    is_new = _new_rows(con, keys, ok_lines)
-    _insert_events(con, _filter(events.append_column("event_key", keys), is_new), source, started)
-    _insert_quarantine(con, quarantine, source, started)
 
-    report = IngestReport(source, rows_read=rows.rows_read)
-    report.accepted = int(is_new.sum())
-    report.duplicates = len(keys) - report.accepted
-    report.quarantined = len(quarantine)
-    report.reasons.update(reason for _, _, reason in quarantine)
-    if not outcomes:
-        return report, None
-    status = np.full(len(line_all), QUARANTINED, dtype=object)
+def store_prepared(writer: StoreWriter, batches: list[Prepared], outcomes: bool = False
+                   ) -> list[tuple[IngestReport, list[RowOutcome] | None]]:
+    """Dedupe and commit several prepared batches as one store version, each with its import record.
+
+    An event repeated across the batches is stored once, from the earliest batch (then the earliest
+    line); each batch's report counts its own rows.
+    """
+    keys = pa.concat_arrays([_combined(b.events["event_key"]) for b in batches]) if batches else pa.array([])
+    order = np.concatenate([np.asarray(b.lines, dtype=np.int64) + (i << 40) for i, b in enumerate(batches)]) \
+        if batches else np.zeros(0, dtype=np.int64)
+    new = writer.new_rows(keys, order)
+    finished = utcnow()
+    events, quarantine, imports, results, at = [], [], [], [], 0
+    for batch in batches:
+        is_new = new[at:at + batch.events.num_rows]
+        at += batch.events.num_rows
+        events.append(_event_rows(_filter(batch.events, is_new), batch.source, batch.started))
+        quarantine.append(_quarantine_rows(batch.quarantine, batch.source, batch.started))
+        report = IngestReport(batch.source, rows_read=batch.rows_read)
+        report.accepted = int(is_new.sum())
+        report.duplicates = batch.events.num_rows - report.accepted
+        report.quarantined = len(batch.quarantine)
+        report.reasons.update(reason for _, _, reason in batch.quarantine)
+        imports.append(pa.table({
+            "source": [batch.source], "rows_read": [report.rows_read], "accepted": [report.accepted],
+            "duplicates": [report.duplicates], "quarantined": [report.quarantined],
+            "started_at": pa.array([batch.started], pa.timestamp("us")),
+            "finished_at": pa.array([finished], pa.timestamp("us")),
+        }))
+        results.append((report, _outcomes(batch, is_new) if outcomes else None))
+    writer.commit({"events": pa.concat_tables(events, promote_options="permissive") if events else None,
+                   "quarantine": pa.concat_tables(quarantine) if quarantine else None,
+                   "imports": pa.concat_tables(imports) if imports else None})
+    return results
+
+
+def _outcomes(batch: Prepared, is_new: np.ndarray) -> list[RowOutcome]:
+    ok = pd.isna(batch.reasons_all)
+    status = np.full(len(batch.lines_all), QUARANTINED, dtype=object)
     status[ok] = np.where(is_new, ACCEPTED, DUPLICATE)
-    all_lines = np.concatenate([line_all, np.array([q[0] for q in rows.unreadable], dtype=np.int64)])
-    all_status = np.concatenate([status, np.full(len(rows.unreadable), QUARANTINED, dtype=object)])
-    all_reasons = np.concatenate([why_all, np.array([q[2] for q in rows.unreadable], dtype=object)])
+    unreadable = batch.unreadable
+    all_lines = np.concatenate([batch.lines_all, np.array([q[0] for q in unreadable], dtype=np.int64)])
+    all_status = np.concatenate([status, np.full(len(unreadable), QUARANTINED, dtype=object)])
+    all_reasons = np.concatenate([batch.reasons_all, np.array([q[2] for q in unreadable], dtype=object)])
     order = np.argsort(all_lines, kind="stable")
-    return report, _Outcomes(all_lines[order], all_status[order], all_reasons[order])
+    return [RowOutcome(int(line), status, reason)
+            for line, status, reason in zip(all_lines[order], all_status[order], all_reasons[order])]
 
 
 def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
@@ -136,113 +179,52 @@ def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
     return table if mask.all() else table.filter(pa.array(mask))
 
 
-def _new_rows(con, keys: pa.Array, lines: np.ndarray) -> np.ndarray:
-    """Which rows to insert: keys not stored yet and, of a key repeated in the batch, the first line only.
-
-    One statement in DuckDB: a hash join against the stored keys and a grouping of the batch; ranking by
-    line is only needed for the (usually no) keys that repeat.
-    """
-    new = np.ones(len(keys), dtype=bool)
-    if not len(keys):
-        return new
-    con.register("_ingest_keys", pa.table({"pos": np.arange(len(keys)), "line": lines, "event_key": keys}))
-    try:
-        old = con.execute("""
-            SELECT pos FROM _ingest_keys WHERE event_key IN (SELECT event_key FROM events)
-            UNION ALL
-            SELECT pos FROM (
-                SELECT pos, row_number() OVER (PARTITION BY event_key ORDER BY line, pos) AS nth
-                FROM _ingest_keys
-                WHERE event_key IN (SELECT event_key FROM _ingest_keys GROUP BY event_key HAVING count(*) > 1)
-            ) WHERE nth > 1
-        """).fetchnumpy()["pos"]
-    finally:
-        con.unregister("_ingest_keys")
-    new[np.asarray(old, dtype=np.int64)] = False
-    return new
+def _combined(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
-def _insert_events(con, fresh: pa.Table, source: str, started: datetime) -> None:
-    if not fresh.num_rows:
-        return
-    columns = ", ".join(EVENT_COLUMNS)
-    values = ", ".join("$source" if c == "source" else "$started" if c == "ingested_at" else c
-                       for c in EVENT_COLUMNS)
-    fresh = pa.table({name: _small_offsets(column) for name, column in zip(fresh.column_names, fresh.columns)})
-    con.register("_ingest_fresh", fresh)
-    try:
-        con.execute(f"INSERT INTO events ({columns}) SELECT {values} FROM _ingest_fresh",
-                    {"source": source, "started": started})
-    finally:
-        con.unregister("_ingest_fresh")
+def _event_rows(fresh: pa.Table, source: str, started: datetime) -> pa.Table:
+    """The new events with the columns only the store adds: where they came from and when."""
+    n = fresh.num_rows
+    return fresh.append_column("source", pa.repeat(pa.scalar(source, pa.string()), n)).append_column(
+        "ingested_at", pa.repeat(pa.scalar(started, pa.timestamp("us")), n))
 
 
-def _small_offsets(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Large strings as plain (32-bit offset) strings, which DuckDB reads faster, when they fit."""
-    if not pa.types.is_large_string(column.type):
-        return column
-    try:
-        return column.cast(pa.string())
-    except (pa.ArrowInvalid, pa.ArrowCapacityError):  # over 2 GiB of text in one chunk
-        return column
-
-
-def _insert_quarantine(con, quarantine: list[tuple[int, str, str]], source: str, started: datetime) -> None:
-    if not quarantine:
-        return
-    quarantine.sort(key=lambda q: q[0])
-    table = pa.table({
+def _quarantine_rows(quarantine: list[tuple[int, str, str]], source: str, started: datetime) -> pa.Table:
+    quarantine = sorted(quarantine, key=lambda q: q[0])
+    n = len(quarantine)
+    return pa.table({
+        "source": pa.array([source] * n, pa.string()),
         "line": pa.array([int(q[0]) for q in quarantine], pa.int64()),
         "raw": pa.array([_cut(q[1]) for q in quarantine], pa.large_string()),
         "reason": pa.array([q[2] for q in quarantine], pa.large_string()),
+        "ingested_at": pa.array([started] * n, pa.timestamp("us")),
     })
-    con.register("_ingest_quarantine", table)
-    try:
-        con.execute("INSERT INTO quarantine (source, line, raw, reason, ingested_at) "
-                    "SELECT $source, line, raw, reason, $started FROM _ingest_quarantine",
-                    {"source": source, "started": started})
-    finally:
-        con.unregister("_ingest_quarantine")
 
 
-def ingest_file(path: Path, store_path: Path, source: str | None = None) -> IngestReport:
-    """Import one file; see the module docstring for the accounting and transaction guarantees."""
+def ingest_file(path: Path, store_path: Path, source: str | None = None, wait: float = WRITER_WAIT_SECONDS,
+                on_wait: Callable[[str], None] | None = None) -> IngestReport:
+    """Import one file; see the module docstring for the accounting and commit guarantees. `wait` bounds
+    the wait for the store's writer lock (`WriterBusy` after it); `on_wait` is told once who holds it."""
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise IngestError(f"{path}: unknown format {path.suffix!r}; use .jsonl, .csv or .parquet")
-    rows = reader(path)
-    con = connect(store_path, create=True)
-    try:
-        report, _ = import_rows(con, rows, source or path.name)
-    finally:
-        con.close()
+    report, _ = import_rows(store_path, reader(path), source or path.name, wait=wait, on_wait=on_wait)
     return report
 
 
 def import_rows(
-    con, rows: RawRows, source: str, outcomes: bool = False
+    store_path: Path, rows: RawRows, source: str, outcomes: bool = False, wait: float = WRITER_WAIT_SECONDS,
+    on_wait: Callable[[str], None] | None = None,
 ) -> tuple[IngestReport, list[RowOutcome] | None]:
-    """Store rows and record the import in one transaction: all of it lands, or none of it.
+    """Prepare rows, then store them and their import record in one commit: all of it lands, or none.
 
-    The one place a file import, a mapped import and a collector batch commit their rows.
+    The one place a file import and a mapped import commit their rows (the collector batches several
+    through `store_prepared`).
     """
-    started = utcnow()
-    con.execute("BEGIN TRANSACTION")
-    try:
-        if outcomes:
-            report, per_row = store_rows(con, rows, source, started)
-        else:
-            report, per_row = _store(con, rows, source, started)[0], None
-        con.execute(
-            "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [source, report.rows_read, report.accepted, report.duplicates, report.quarantined,
-             started, utcnow()],
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return report, per_row
+    prepared = prepare_rows(rows, source)
+    with store_writer(store_path, doing=f"importing {source}", wait=wait, on_wait=on_wait) as writer:
+        return store_prepared(writer, [prepared], outcomes)[0]

@@ -46,15 +46,15 @@ import itertools
 import re
 import tomllib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from features.ingest.importer import IngestReport, import_rows
+from features.ingest.importer import WRITER_WAIT_SECONDS, IngestReport, import_rows
 from features.ingest.readers import IngestError
 from features.ingest.rows import RawRows
 from features.schema import CANONICAL_FIELDS, IDENTIFIER_FIELDS
-from features.store import connect
 
 __all__ = ["Mapping", "MappingError", "load_mapping", "parse_mapping", "read_mapped", "ingest_mapped"]
 
@@ -449,18 +449,16 @@ class _Plan:
         return None
 
 
-def ingest_mapped(path: Path | str, store_path: Path, mapping: Mapping, source: str | None = None) -> IngestReport:
-    """Import one export through `mapping`, in one transaction, like `features.ingest.importer.ingest_file`.
+def ingest_mapped(path: Path | str, store_path: Path, mapping: Mapping, source: str | None = None,
+                  wait: float = WRITER_WAIT_SECONDS, on_wait: Callable[[str], None] | None = None) -> IngestReport:
+    """Import one export through `mapping`, in one commit, like `features.ingest.importer.ingest_file`
+    (`wait` and `on_wait` as there).
 
     The events' source is `<mapping name>:<file name>` unless given.
     """
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
-    rows = read_mapped(path, mapping)
-    con = connect(store_path, create=True)
-    try:
-        report, _ = import_rows(con, rows, source or f"{mapping.name}:{path.name}")
-    finally:
-        con.close()
+    report, _ = import_rows(store_path, read_mapped(path, mapping), source or f"{mapping.name}:{path.name}",
+                            wait=wait, on_wait=on_wait)
     return report

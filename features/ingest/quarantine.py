@@ -26,7 +26,7 @@ def quarantined_rows(store_path: Path, source: str | None = None, reason: str | 
         params.append(reason)
     sql = f"SELECT {', '.join(QUARANTINE_COLUMNS)} FROM quarantine"
     sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ingested_at, source, line"
-    with open_store(store_path, read_only=True) as con:
+    with open_store(store_path) as con:
         return con.execute(sql, params).df()
 
 

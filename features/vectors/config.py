@@ -12,12 +12,11 @@ class VectorConfig:
 
     qdrant_url: a Qdrant server (NHIP_QDRANT_URL), or None for embedded Qdrant in `qdrant_path`.
     qdrant_path: the embedded Qdrant folder ($NHIP_HOME/qdrant).
-    snapshot_dir: the in-process snapshots ($NHIP_HOME/vectors).
     embedding_model: a local sentence-transformers folder (NHIP_EMBEDDING_MODEL), or None for the
     packaged MiniLM.
+    The in-process snapshot lives in each feature build (`features.builds`).
     """
 
     qdrant_url: str | None
     qdrant_path: Path
-    snapshot_dir: Path
     embedding_model: str | None

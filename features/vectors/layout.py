@@ -56,9 +56,6 @@ class Hit:
 class VectorStore(Protocol):
     """What the lookalike and next-product queries need from a vector store; scores are dot products."""
 
-    def replace(self, collections: Sequence[Collection], stamp: str) -> None:
-        """Write the collections under new names, then make readers see them (old ones are dropped)."""
-
     def search(self, name: str, using: str, vector: np.ndarray, limit: int,
                require: dict[str, bool] | None = None, exclude: Sequence[str] = ()) -> list[Hit]:
         """The `limit` best keys by dot product, with payload equal to `require`, keys not in `exclude`."""
@@ -68,8 +65,5 @@ class VectorStore(Protocol):
 
     def scan(self, name: str) -> pd.DataFrame:
         """Every key's payload, indexed by key."""
-
-    def delete(self, name: str, keys: Sequence[str]) -> int:
-        """Remove keys; returns how many were present."""
 
     def close(self) -> None: ...

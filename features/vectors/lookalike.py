@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
+from features.builds import Build
 from features.identity.lookup import candidate_identifiers
-from features.store import open_store
 from features.vectors.layout import PROFILES, VectorStore, split_profile
 
 BEHAVIOUR_WEIGHT = 0.5
@@ -31,16 +29,13 @@ class Lookalike:
 
 
 def resolve_seeds(
-    con: duckdb.DuckDBPyConnection, seeds: Sequence[str], id_type: str | None = None
+    identity: pd.DataFrame, seeds: Sequence[str], id_type: str | None = None
 ) -> tuple[dict[str, str], list[str]]:
-    """({seed: customer_id}, unknown seeds); a seed is a customer id unless `id_type` names a type."""
-    known_ids: set[str] = set()
-    if id_type in (None, "customer_id"):
-        con.register("seed_df", pd.DataFrame({"s": [str(s) for s in seeds]}))
-        known_ids = {r[0] for r in con.execute(
-            "SELECT DISTINCT customer_id FROM identity_map WHERE customer_id IN (SELECT s FROM seed_df)"
-        ).fetchall()}
-        con.unregister("seed_df")
+    """({seed: customer_id}, unknown seeds) through an identity map (id_type, id_value, customer_id); a
+    seed is a customer id unless `id_type` names an identifier type, and phones and emails match in
+    any format."""
+    known_ids = set(identity["customer_id"]) if id_type in (None, "customer_id") else set()
+    by_identifier = dict(zip(zip(identity["id_type"], identity["id_value"]), identity["customer_id"]))
     found, unknown = {}, []
     for seed in seeds:
         seed = str(seed)
@@ -50,13 +45,8 @@ def resolve_seeds(
         if id_type == "customer_id":
             unknown.append(seed)
             continue
-        customer = None
-        for t, value in candidate_identifiers(seed, id_type):
-            rows = con.execute("SELECT customer_id FROM identity_map WHERE id_type=? AND id_value=?",
-                               [t, value]).fetchall()
-            if rows:
-                customer = rows[0][0]
-                break
+        customer = next((by_identifier[c] for c in candidate_identifiers(seed, id_type) if c in by_identifier),
+                        None)
         if customer is None:
             unknown.append(seed)
         else:
@@ -102,11 +92,10 @@ def lookalike(
 
 
 def find_lookalikes(
-    store_path: Path, vectors: VectorStore, seeds: Sequence[str], k: int, channel: str | None,
+    build: Build, vectors: VectorStore, seeds: Sequence[str], k: int, channel: str | None,
     id_type: str | None, behaviour_weight: float = BEHAVIOUR_WEIGHT, content_weight: float = CONTENT_WEIGHT,
 ) -> Lookalike:
-    """Seeds resolved through the latest build's identity map (the store opened read-only for the moment
-    it takes), then the `k` customers most like them in `vectors`."""
-    with open_store(store_path, read_only=True) as con:
-        found, unknown = resolve_seeds(con, seeds, id_type)
+    """Seeds resolved through the build's identity map, then the `k` customers most like them in
+    `vectors` (the build's, or the Qdrant server's)."""
+    found, unknown = resolve_seeds(build.table("identity"), seeds, id_type)
     return lookalike(vectors, found, k, channel, behaviour_weight, content_weight, unknown)

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
-from features.store import open_store
+from features.builds import Build
+from features.identity.events import ResolvedEvents
 from features.vectors.layout import ITEMS, PROFILES, VectorStore, split_profile
 
 EXCLUDE_DAYS = 30
@@ -30,38 +29,28 @@ class NextProducts:
     excluded: list[str] = field(default_factory=list)  # bought within exclude_days
 
 
-def recent_purchases(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, days: int, customers: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """(customer_id, product_id) bought in (as_of − days, as_of], customers by the stored identity map."""
-    where = "AND m.customer_id IN (SELECT customer_id FROM wanted_df)" if customers is not None else ""
-    if customers is not None:
-        con.register("wanted_df", pd.DataFrame({"customer_id": list(customers)}))
-    frame = con.execute(
-        f"""
-        SELECT DISTINCT m.customer_id, e.product_id FROM events e
-        JOIN identity_map m ON e.pid_type = m.id_type AND e.pid_value = m.id_value
-        WHERE e.type = 'purchase' AND e.product_id IS NOT NULL AND e.ts > $start AND e.ts <= $as_of {where}
-        """,
-        {"start": as_of - timedelta(days=days), "as_of": as_of},
+def purchases_by_customer(events: ResolvedEvents) -> pd.DataFrame:
+    """Every (customer_id, product_id) bought by as_of, with the last time: what a build keeps so that
+    next products can leave out recent purchases without reading events."""
+    return events.con.execute(
+        f"""SELECT customer_id, product_id, max(ts) AS last_ts FROM {events.source}
+            WHERE type = 'purchase' AND product_id IS NOT NULL GROUP BY ALL ORDER BY customer_id, product_id"""
     ).df()
-    if customers is not None:
-        con.unregister("wanted_df")
-    return frame
 
 
-def customer_categories(con: duckdb.DuckDBPyConnection, as_of: datetime, customer: str) -> list[str]:
-    """Categories in the customer's events by `as_of`, most frequent first."""
-    rows = con.execute(
-        """
-        SELECT e.category FROM events e
-        JOIN identity_map m ON e.pid_type = m.id_type AND e.pid_value = m.id_value
-        WHERE m.customer_id = ? AND e.category IS NOT NULL AND e.ts <= ?
-        GROUP BY e.category ORDER BY count(*) DESC, e.category
-        """,
-        [customer, as_of],
-    ).fetchall()
-    return [r[0] for r in rows]
+def categories_by_customer(events: ResolvedEvents) -> pd.DataFrame:
+    """(customer_id, category, n): how many of each customer's events by as_of carry each category."""
+    return events.con.execute(
+        f"""SELECT customer_id, category, count(*) AS n FROM {events.source}
+            WHERE category IS NOT NULL GROUP BY ALL ORDER BY customer_id, n DESC, category"""
+    ).df()
+
+
+def recent_purchases(purchases: pd.DataFrame, as_of: datetime, days: int) -> list[str]:
+    """Products of `purchases` (one customer's rows of `purchases_by_customer`) last bought in
+    (as_of − days, as_of]."""
+    recent = purchases[purchases["last_ts"] > as_of - timedelta(days=days)]
+    return sorted(recent["product_id"])
 
 
 def _popular(catalogue: pd.DataFrame, categories: Sequence[str], exclude: set[str], k: int) -> pd.DataFrame:
@@ -97,15 +86,13 @@ def next_products(
     return NextProducts(customer, "popular", _popular(catalogue, (), exclude, k), sorted(exclude))
 
 
-def suggest_next_products(
-    store_path: Path, vectors: VectorStore, customer_id: str, k: int, exclude_days: int
-) -> NextProducts:
-    """`next_products` for one customer of the latest build, leaving out what they bought in the
-    `exclude_days` before the build's as-of (0 keeps everything); the store is opened read-only for
-    the moment it takes."""
-    with open_store(store_path, read_only=True) as con:
-        as_of = con.execute("SELECT max(as_of) FROM profiles").fetchall()[0][0]
-        bought = recent_purchases(con, as_of, exclude_days, [customer_id]) if exclude_days else None
-        categories = customer_categories(con, as_of, customer_id)
-    exclude = [] if bought is None else bought["product_id"].tolist()
-    return next_products(vectors, customer_id, k, exclude, categories)
+def suggest_next_products(build: Build, vectors: VectorStore, customer_id: str, k: int,
+                          exclude_days: int) -> NextProducts:
+    """`next_products` for one customer of `build`, leaving out what they bought in the `exclude_days`
+    before the build's as-of (0 keeps everything)."""
+    purchases = build.table("purchases")
+    mine = purchases[purchases["customer_id"] == customer_id]
+    exclude = recent_purchases(mine, build.as_of, exclude_days) if exclude_days else []
+    categories = build.table("categories")
+    ordered = categories[categories["customer_id"] == customer_id]
+    return next_products(vectors, customer_id, k, exclude, ordered["category"].tolist())

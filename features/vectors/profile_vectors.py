@@ -16,7 +16,7 @@ from features.profile.feature_lists import PROFILE_VECTOR_V1
 from features.profile.wide import CONSENT_CHANNELS
 from features.vectors.layout import ITEMS, PROFILES, Collection, profile_matrix
 from features.vectors.qdrant import QdrantStore
-from features.vectors.snapshot import _write_snapshot, compact_collections
+from features.vectors.snapshot import compact_collections, write_snapshot
 
 RECENCY_HALF_LIFE_DAYS = 30.0
 PAYLOAD_FEATURES = ("recency_days", "n_purchases", "monetary_total")
@@ -117,10 +117,11 @@ def write_collections(
     stamp: str,
     snapshot_dir: Path | None = None,
 ) -> dict[str, int]:
-    """Write `profiles_<stamp>` and `items_<stamp>` to Qdrant and swap the aliases; also the snapshot."""
+    """Write `profiles_<stamp>` and `items_<stamp>` to Qdrant (when `client` is given) and swap the
+    aliases; and the snapshot into `snapshot_dir` (a build's `vectors/` folder) when given."""
     collections = build_collections(profiles, behaviour, content, items, item_vectors)
-    QdrantStore(client).replace(collections, stamp)
+    if client is not None:
+        QdrantStore(client).replace(collections, stamp)
     if snapshot_dir is not None:
-        snapshot_dir.mkdir(parents=True, exist_ok=True)
-        _write_snapshot(snapshot_dir, compact_collections(collections), stamp, keep_previous=True)
+        write_snapshot(snapshot_dir, compact_collections(collections))
     return {"profiles": len(profiles), "items": len(items)}

@@ -1,15 +1,12 @@
-"""The in-process snapshot backend: float32 matrices under NHIP_HOME/vectors/<stamp>/, made current
-by an atomic rename, searched exactly in numpy.
+"""The in-process snapshot backend: float32 matrices in a feature build's `vectors/` folder, searched
+exactly in numpy. A build's snapshot never changes; a newer build brings a new one (`features.builds`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +26,8 @@ SNAPSHOT_CONTENT_DIMS = 64
 
 
 
-def current_snapshot(root: Path) -> Path | None:
-    pointer = root / "current"
-    if not pointer.exists():
-        return None
-    folder = root / pointer.read_text(encoding="utf-8").strip()
-    return folder if folder.is_dir() else None
-
-
-def _write_snapshot(root: Path, collections: Sequence[Collection], stamp: str, keep_previous: bool) -> None:
-    folder = root / stamp
+def write_snapshot(folder: Path, collections: Sequence[Collection]) -> None:
+    """Write collections (compacted: `compact_collections`) as a snapshot into a new folder."""
     folder.mkdir(parents=True, exist_ok=False)
     for coll in collections:
         payload = coll.payload.copy()
@@ -47,15 +36,25 @@ def _write_snapshot(root: Path, collections: Sequence[Collection], stamp: str, k
         for using, matrix in coll.vectors.items():
             np.save(folder / f"{coll.name}.{using}.npy", np.ascontiguousarray(matrix, dtype=np.float32))
     (folder / "manifest.json").write_text(json.dumps(
-        {"stamp": stamp, "collections": {c.name: sorted(c.vectors) for c in collections}}), encoding="utf-8")
-    temp = root / f"current.{stamp}.tmp"
-    temp.write_text(stamp, encoding="utf-8")
-    os.replace(temp, root / "current")
-    # Keep the previous snapshot for readers that read the pointer just before the swap (not after an
-    # erasure: its bytes must go).
-    previous = sorted((p for p in root.iterdir() if p.is_dir() and p.name != stamp), reverse=True)
-    for old in previous[1 if keep_previous else 0:]:
-        shutil.rmtree(old, ignore_errors=True)
+        {"collections": {c.name: sorted(c.vectors) for c in collections}}), encoding="utf-8")
+
+
+def snapshot_without(source: Path, target: Path, name: str, keys: Sequence[str]) -> int:
+    """Copy the snapshot in `source` to `target` without `keys` of collection `name` (erasure); returns
+    how many of them were there."""
+    manifest = json.loads((source / "manifest.json").read_text(encoding="utf-8"))
+    collections, present = [], 0
+    for coll_name in manifest["collections"]:
+        data = _Loaded(source, coll_name)
+        keep = np.ones(len(data.keys), bool)
+        if coll_name == name:
+            keep = ~np.isin(data.keys.astype(str), list(keys))
+            present = int((~keep).sum())
+        collections.append(Collection(
+            coll_name, list(data.keys[keep]), {k: np.asarray(v)[keep] for k, v in data.vectors.items()},
+            data.payload.iloc[keep].reset_index(drop=True)))
+    write_snapshot(target, collections)
+    return present
 
 
 def content_basis(item_vectors: np.ndarray, dims: int = SNAPSHOT_CONTENT_DIMS) -> np.ndarray:
@@ -129,13 +128,13 @@ _BLAS = None
 
 
 class SnapshotStore:
-    """Exact search over the current snapshot, loaded once; a later build does not disturb it."""
+    """Exact search over one build's snapshot, loaded once."""
 
-    def __init__(self, root: Path):
-        self.root = root
-        self.folder = current_snapshot(root)
-        if self.folder is None:
-            raise LookupError("no profile vectors built yet; run `nhip features build --as-of DATE`")
+    def __init__(self, folder: Path | None):
+        if folder is None or not (folder / "manifest.json").exists():
+            raise LookupError("no profile vectors in the current feature build; run "
+                              "`nhip features build --as-of DATE` (with vectors)")
+        self.folder = folder
         self._loaded: dict[str, _Loaded] = {}
 
     def _get(self, name: str) -> _Loaded:
@@ -144,9 +143,6 @@ class SnapshotStore:
             loaded.vectors = {k: np.ascontiguousarray(v) for k, v in loaded.vectors.items()}
             self._loaded[name] = loaded
         return self._loaded[name]
-
-    def replace(self, collections, stamp):
-        _write_snapshot(self.root, compact_collections(collections), stamp, keep_previous=True)
 
     def search(self, name, using, vector, limit, require=None, exclude=()):
         data = self._get(name)
@@ -171,27 +167,6 @@ class SnapshotStore:
 
     def scan(self, name):
         return self._get(name).payload
-
-    def delete(self, name, keys):
-        """Write a new snapshot without the keys and drop every older one (used by erasure)."""
-        present = set(keys) & set(self._get(name).keys)
-        if not present:
-            return 0
-        collections = []
-        manifest = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8"))
-        for coll_name in manifest["collections"]:
-            data = _Loaded(self.folder, coll_name)
-            keep = np.ones(len(data.keys), bool)
-            if coll_name == name:
-                keep = ~np.isin(data.keys.astype(str), list(present))
-            collections.append(Collection(
-                coll_name, list(data.keys[keep]), {k: np.asarray(v)[keep] for k, v in data.vectors.items()},
-                data.payload.iloc[keep].reset_index(drop=True)))
-        self._loaded.clear()
-        stamp = datetime.now().strftime("%Y%m%d%H%M%S%f")
-        _write_snapshot(self.root, collections, stamp, keep_previous=False)
-        self.folder = current_snapshot(self.root)
-        return len(present)
 
     def close(self) -> None:
         self._loaded.clear()

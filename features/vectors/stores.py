@@ -10,9 +10,9 @@ Every build writes both stores, each under a new name, and then swaps it in:
 
 - Qdrant (`profiles`, `items` aliases onto `profiles_<stamp>`, `items_<stamp>`): embedded in
   NHIP_HOME/qdrant by default, a server when `NHIP_QDRANT_URL` is set (same code, qdrant-client).
-- A snapshot under NHIP_HOME/vectors/<stamp>/ (float32 .npy matrices + a parquet payload), made current by
-  rewriting the one-line file NHIP_HOME/vectors/current with `os.replace`. Readers open the snapshot the
-  pointer names and keep it; a build or an erasure never waits for them nor they for it.
+- A snapshot in the feature build's `vectors/` folder (float32 .npy matrices + a parquet payload), which
+  becomes current with its build (`features.builds`). Readers open the snapshot of the build they read
+  and keep it; a build or an erasure never waits for them nor they for it.
 
 Which one answers queries (`open_vector_store`): the Qdrant server when `NHIP_QDRANT_URL` is set (it is
 then the system of record and serves many processes); otherwise the snapshot, because embedded Qdrant is
@@ -34,14 +34,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from features.builds import Build
 from features.vectors.config import VectorConfig
 from features.vectors.layout import PROFILES, VectorStore
 from features.vectors.qdrant import QdrantStore, open_qdrant
-from features.vectors.snapshot import SnapshotStore, current_snapshot
+from features.vectors.snapshot import SnapshotStore
 
 
-def open_vector_store(config: VectorConfig, kind: str | None = None) -> VectorStore:
-    """The store queries read: the Qdrant server when NHIP_QDRANT_URL is set, else the snapshot.
+def open_vector_store(config: VectorConfig, build: Build | None, kind: str | None = None) -> VectorStore:
+    """The store queries read: the Qdrant server when NHIP_QDRANT_URL is set, else `build`'s snapshot.
 
     `kind` = "qdrant" or "snapshot" forces one (embedded Qdrant only from a single process).
     """
@@ -49,19 +50,17 @@ def open_vector_store(config: VectorConfig, kind: str | None = None) -> VectorSt
     if kind == "qdrant":
         return QdrantStore(open_qdrant(config))
     if kind == "snapshot":
-        return SnapshotStore(config.snapshot_dir)
+        return SnapshotStore(build.vectors if build is not None else None)
     raise ValueError(f"unknown vector store {kind!r}; use 'qdrant' or 'snapshot'")
 
 
-def erase_customers(config: VectorConfig, customers: Sequence[str]) -> int:
-    """Remove customers from every vector store (Qdrant and the snapshot); returns points removed."""
-    removed = 0
-    if config.qdrant_url or config.qdrant_path.exists():
-        store = QdrantStore(open_qdrant(config))
-        try:
-            removed = store.delete(PROFILES, customers)
-        finally:
-            store.close()
-    if current_snapshot(config.snapshot_dir) is not None:
-        removed = max(removed, SnapshotStore(config.snapshot_dir).delete(PROFILES, customers))
-    return removed
+def erase_from_qdrant(config: VectorConfig, customers: Sequence[str]) -> int:
+    """Remove customers from Qdrant (server, or the embedded copy when one was written); returns points
+    removed. Snapshots are erased with their builds (`features.erasure`)."""
+    if not (config.qdrant_url or config.qdrant_path.exists()):
+        return 0
+    store = QdrantStore(open_qdrant(config))
+    try:
+        return store.delete(PROFILES, customers)
+    finally:
+        store.close()

@@ -29,6 +29,8 @@ from nhip.clock import utcnow
 
 BUILD_STEPS = ("resolving identities", "computing profiles", "writing the build")
 VECTOR_STEPS = ("embedding products", "writing vectors")
+# Product text embeddings of earlier builds, reused while the catalogue does not change.
+EMBEDDINGS_CACHE = "embeddings.parquet"
 # Spooled batches older than this belong to a collector that is not draining them (stopped or dead).
 STALE_SPOOL_SECONDS = 10.0
 
@@ -90,7 +92,8 @@ def build_features(
                     frame.to_parquet(draft / f"{name}.parquet", index=False)
                 items = written = 0
                 if vectors is not None and len(profiles):
-                    items, written = _write_vectors(con, events, profiles, vectors, to_qdrant, draft, step)
+                    items, written = _write_vectors(con, events, profiles, vectors, to_qdrant, draft, step,
+                                                    embeddings_cache=builds.root / EMBEDDINGS_CACHE)
             data = fingerprint(con)
         meta = {"as_of": as_of.isoformat(), "built_at": utcnow().isoformat(), "identity": config.identity.params(),
                 "events": data, "customers": len(profiles), "identifiers": len(resolution.identity),
@@ -103,7 +106,7 @@ def build_features(
 
 
 def _write_vectors(con: duckdb.DuckDBPyConnection, events: ResolvedEvents, profiles, config: VectorConfig,
-                   to_qdrant: bool, draft: Path, step) -> tuple[int, int]:
+                   to_qdrant: bool, draft: Path, step, embeddings_cache: Path) -> tuple[int, int]:
     from features.vectors.embeddings import embed_texts
     from features.vectors.profile_vectors import (
         behaviour_vectors,
@@ -116,7 +119,7 @@ def _write_vectors(con: duckdb.DuckDBPyConnection, events: ResolvedEvents, profi
 
     step(VECTOR_STEPS[0])
     items = products_seen(con, events.as_of)
-    item_vectors = embed_texts(items["text"].tolist(), config.embedding_model)
+    item_vectors = embed_texts(items["text"].tolist(), config.embedding_model, cache=embeddings_cache)
     content = content_vectors(profiles.index, product_interactions(events), items, item_vectors)
     step(VECTOR_STEPS[1])
     client = open_qdrant(config) if to_qdrant else None

@@ -208,6 +208,32 @@ def features_build(
               f"{summary.items:,} items")
 
 
+@app.command()
+@handled
+def refresh(
+    vectors: bool = typer.Option(True, "--vectors/--no-vectors", help="also write the build's profile vectors"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+):
+    """Build features as of the latest event if events arrived since the current build; else skip.
+
+    What `nhip up` runs every NHIP_REFRESH_MINUTES; run it from cron or a timer when the parts run
+    separately. The running service follows the new build by itself."""
+    from features.refresh import refresh as run
+
+    settings = _settings()
+    with err.status("refreshing …") as status:
+        result = run(settings.build, settings.vectors if vectors else None,
+                     step=lambda name: status.update(f"refreshing: {name} …"))
+    if as_json:
+        b = result.build
+        print(json.dumps({"status": result.status, "seconds": round(result.seconds, 3),
+                          "recovered_batches": result.recovered_batches,
+                          "build_id": b.build_id if b else None, "as_of": b.as_of.isoformat() if b else None,
+                          "customers": b.customers if b else None}))
+        return
+    out.print(result.describe(), highlight=False)
+
+
 def _print_outcome(outcome) -> None:
     from training.gate import verdict_lines
 
@@ -505,13 +531,48 @@ def serve(
 
 @app.command()
 @handled
+def up(
+    collector_port: int = typer.Option(8100, "--collector-port", help="the collector's TCP port"),
+    service_port: int = typer.Option(3000, "--service-port", help="the service's TCP port"),
+    host: str = typer.Option("127.0.0.1", help="address both bind"),
+    no_collector: bool = typer.Option(False, "--no-collector", help="run without the HTTP collector"),
+):
+    """Run the whole system: collector, service, a refresh every NHIP_REFRESH_MINUTES and the nightly
+    retrain at NHIP_RETRAIN_AT, until Ctrl-C or SIGTERM."""
+    import signal
+
+    from nhip.system import System, SystemConfig, nhip_command, parse_clock
+
+    settings = _settings()
+    if not no_collector and not (settings.collector_api_key or "").strip():
+        raise UserError("the collector needs an API key: set NHIP_COLLECTOR_API_KEY (clients send it as "
+                        "X-API-Key), or run with --no-collector")
+    try:
+        retrain_at = parse_clock(settings.retrain_at)
+    except ValueError as exc:
+        raise UserError(f"NHIP_RETRAIN_AT: {exc}") from None
+    settings.ensure_dirs()
+    config = SystemConfig(settings.refresh_minutes, retrain_at, None if no_collector else collector_port,
+                          service_port, host)
+    # Children write to a pipe, not a terminal: no progress bars, lines as wide as they come.
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "COLUMNS": "200"}
+    system = System(config, nhip_command(), env)
+    signal.signal(signal.SIGTERM, system.stop)
+    signal.signal(signal.SIGINT, system.stop)
+    raise typer.Exit(system.run())
+
+
+@app.command()
+@handled
 def collect(
     port: int = typer.Option(8100, help="TCP port"),
     host: str = typer.Option("127.0.0.1", help="address to bind"),
 ):
     """Receive canonical events over HTTP: POST /events with X-API-Key (foreground; Ctrl-C stops).
 
-    The collector holds the event store open for writing: stop it before other commands use the store.
+    Each batch is spooled durably before its answer and stored within about a second; imports, builds,
+    training, scoring and the service run beside it. Ctrl-C stores what is still spooled, then stops.
     """
     import uvicorn
 

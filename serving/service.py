@@ -29,7 +29,8 @@ class PropensityItem(BaseModel):
 
 
 class PropensityResponse(BaseModel):
-    model_version: str
+    model_version: str = Field(description="the champion that scored, as name/version")
+    build_id: str | None = Field(description="the feature build the scores come from")
     features_as_of: str | None
     results: list[PropensityItem]
 
@@ -50,7 +51,8 @@ class SendTimeItem(BaseModel):
 
 
 class SendTimeResponse(BaseModel):
-    model_version: str
+    model_version: str = Field(description="the champion that chose, as name/version")
+    build_id: str | None = Field(default=None, description="the feature build the answer comes from")
     features_as_of: str | None = None
     channel: str
     results: list[SendTimeItem]
@@ -62,6 +64,7 @@ class SimilarCustomer(BaseModel):
 
 
 class LookalikeResponse(BaseModel):
+    build_id: str | None
     features_as_of: str | None
     customers: list[SimilarCustomer]
     seed_customers: list[str] = Field(description="the customer ids the seeds resolved to")
@@ -76,6 +79,7 @@ class ProductItem(BaseModel):
 
 
 class NextProductsResponse(BaseModel):
+    build_id: str | None
     features_as_of: str | None
     customer_id: str
     source: str = Field(description="vector | popular_in_categories | popular")
@@ -83,24 +87,52 @@ class NextProductsResponse(BaseModel):
     excluded: list[str] = Field(description="products left out: bought within exclude_days")
 
 
+# The model each route needs; a route whose model is not loaded answers 503 with the reason.
+ROUTE_MODELS = {"/propensity": "propensity", "/send_time": "send_time", "/lookalike": "vectors",
+                "/next_products": "vectors"}
+
+
 class ReadinessMiddleware:
     """`GET /readyz`: 200 when a feature build is loaded and at least one model answers, 503 before;
     the body says, per model, whether it answers, its version, or why not. (BentoML's own /readyz can
-    only answer yes or no.)"""
+    only answer yes or no.)
+
+    Also answers 503 with the reason for a route whose model is missing, before BentoML sees the
+    request: BentoML replaces the message of every 5xx it raises with a generic one."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] == "/readyz" and _FOLLOWER is not None:
-            models = _FOLLOWER.state.ready()
-            ready = models["features"]["ready"] and (models["propensity"]["ready"] or models["send_time"]["ready"])
-            body = json.dumps({"ready": ready, "models": models}).encode("utf-8")
-            await send({"type": "http.response.start", "status": 200 if ready else 503,
-                        "headers": [(b"content-type", b"application/json")]})
-            await send({"type": "http.response.body", "body": body})
-            return
+        if scope["type"] == "http" and _FOLLOWER is not None:
+            path = scope["path"]
+            if path == "/readyz":
+                models = _FOLLOWER.state.ready()
+                ready = models["features"]["ready"] and (models["propensity"]["ready"]
+                                                         or models["send_time"]["ready"])
+                await _json(send, 200 if ready else 503, {"ready": ready, "models": models})
+                return
+            missing = _missing(_FOLLOWER.state, ROUTE_MODELS[path]) if path in ROUTE_MODELS else None
+            if missing is not None:
+                await _json(send, 503, {"error": missing, "model": ROUTE_MODELS[path]})
+                return
         await self.app(scope, receive, send)
+
+
+def _missing(state: ServingState, model: str) -> str | None:
+    """Why `state` cannot answer for `model`, or None when it can."""
+    if model == "vectors":
+        return None if state.recommender is not None else (
+            state.problems.get("vectors") or state.problems.get("features") or "no profile vectors loaded")
+    if state.scorer is not None and state.versions()[model] is not None:
+        return None
+    return state.problems.get(model) or state.problems.get("features") or f"no {model} model loaded"
+
+
+async def _json(send, status: int, body: dict) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode("utf-8")})
 
 
 _FOLLOWER: Follower | None = None
@@ -125,7 +157,8 @@ class Nhip:
         state = self._state()
         results = _answer(lambda: state.scorer.propensity(customer_ids), state, "propensity")
         versions = state.versions()
-        return PropensityResponse(model_version=versions["propensity"], features_as_of=versions["features_as_of"],
+        return PropensityResponse(model_version=versions["propensity"], build_id=versions["build_id"],
+                                  features_as_of=versions["features_as_of"],
                                   results=[PropensityItem(**r) for r in results])
 
     @bentoml.api(route="/send_time")
@@ -151,8 +184,9 @@ class Nhip:
         results = _answer(lambda: state.scorer.send_time(customer_ids, channel, start, end, explore=explore),
                           state, "send_time")
         versions = state.versions()
-        return SendTimeResponse(model_version=versions["send_time"], features_as_of=versions["features_as_of"],
-                                channel=channel, results=[SendTimeItem(**r) for r in results])
+        return SendTimeResponse(model_version=versions["send_time"], build_id=versions["build_id"],
+                                features_as_of=versions["features_as_of"], channel=channel,
+                                results=[SendTimeItem(**r) for r in results])
 
     @bentoml.api(route="/lookalike")
     def lookalike(
@@ -166,7 +200,8 @@ class Nhip:
         `channel`, only customers who consent to it."""
         state = self._state()
         answer = _answer(lambda: _recommender(state).lookalike(seeds, k, channel, id_type), state, "vectors")
-        return LookalikeResponse(features_as_of=state.versions()["features_as_of"], **answer)
+        versions = state.versions()
+        return LookalikeResponse(build_id=versions["build_id"], features_as_of=versions["features_as_of"], **answer)
 
     @bentoml.api(route="/next_products")
     def next_products(self, customer_id: str, k: int = 10, exclude_days: int = 30) -> NextProductsResponse:
@@ -177,7 +212,9 @@ class Nhip:
         if customer_id not in recommender.build.table("profiles").index:
             raise bentoml.exceptions.NotFound(f"unknown customer id {customer_id!r} (not in the latest feature build)")
         answer = _answer(lambda: recommender.next_products(customer_id, k, exclude_days), state, "vectors")
-        return NextProductsResponse(features_as_of=state.versions()["features_as_of"], **answer)
+        versions = state.versions()
+        return NextProductsResponse(build_id=versions["build_id"], features_as_of=versions["features_as_of"],
+                                    **answer)
 
     @bentoml.api(route="/model_versions")
     def model_versions(self) -> dict:

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -17,6 +12,7 @@ from typer.testing import CliRunner
 
 from nhip.cli import app
 from nhip.settings import Settings
+from tests.servers import service
 
 pytestmark = pytest.mark.slow
 WINDOW = {"window_start": "2026-09-02T08:00:00+07:00", "window_end": "2026-09-03T08:00:00+07:00"}
@@ -112,32 +108,10 @@ def test_a_trained_model_ranks_an_active_buyer_above_a_silent_customer(pipeline)
     assert p[0] > p[1] + 0.1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_service_over_http_matches_the_models_in_process(pipeline):
     from serving.scoring import load_scorer
 
-    port = _free_port()
-    env = {**os.environ, **pipeline["env"]}
-    nhip = Path(sys.executable).with_name("nhip")
-    server = subprocess.Popen([str(nhip), "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, "the service exited during start-up"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the service did not become ready in 120 s"
-            time.sleep(0.5)
+    with service(pipeline["env"]) as base:
         assert httpx.get(f"{base}/healthz").status_code == 200
 
         scorer = load_scorer(pipeline["settings"].serving)
@@ -183,9 +157,3 @@ def test_service_over_http_matches_the_models_in_process(pipeline):
         missing = httpx.post(f"{base}/next_products", json={"customer_id": "c_unknown"}, timeout=30)
         assert missing.status_code == 404
         assert httpx.post(f"{base}/lookalike", json={"seeds": []}, timeout=30).status_code == 400
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()

@@ -1,4 +1,4 @@
-"""Merges, splits and renames between two feature builds, and the identity tables a build writes."""
+"""Merges, splits and renames between two feature builds (recorded with each build)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from nhip.clock import utcnow
 
 CHANGE_COLUMNS = ["recorded_at", "as_of", "previous_as_of", "kind", "kept_customer_id",
                   "absorbed_customer_id", "a_type", "b_type", "event_key", "link_ts", "detail"]
-
-
 
 
 def identity_changes(
@@ -40,37 +38,43 @@ def identity_changes(
     before = previous[["id_type", "id_value", "customer_id"]].rename(columns={"customer_id": "before"})
     both = current[["id_type", "id_value", "customer_id"]].merge(before, on=["id_type", "id_value"])
 
-    used = resolution.links[resolution.links["used"]].sort_values(["first_ts", "event_key"])
-    customer_of = dict(zip(id_key(current["id_type"], current["id_value"]), current["customer_id"]))
-    a_keys = id_key(used["a_type"], used["a_value"])
-    links_of = dict(tuple(used.assign(key_a=a_keys, key_b=id_key(used["b_type"], used["b_value"]),
-                                      customer=a_keys.map(customer_of)).groupby("customer")))
-    both["key"] = id_key(both["id_type"], both["id_value"])
-    anchors = both.drop_duplicates(["customer_id", "before"]).groupby("customer_id")
+    # One pass over the customers: who came from one previous customer, who from several.
+    pairs = both[["customer_id", "before"]].drop_duplicates()
+    n_befores = pairs.groupby("customer_id").size()
+    afters_per_before = pairs.groupby("before").size()
+    single = pairs[pairs["customer_id"].map(n_befores) == 1]
+    renamed = single[(single["before"] != single["customer_id"]) & (single["before"].map(afters_per_before) == 1)]
+    for customer, before_id in zip(renamed["customer_id"], renamed["before"]):
+        rows.append({**base, "kind": "renamed", "kept_customer_id": customer,
+                     "absorbed_customer_id": before_id, "detail": "oldest identifier changed"})
 
-    groups = both.groupby("customer_id")["before"].agg(lambda s: sorted(set(s)))
-    for customer, befores in groups.items():
-        if len(befores) == 1:
-            whole = both.loc[both["before"] == befores[0], "customer_id"].nunique() == 1
-            if befores[0] != customer and whole:
-                rows.append({**base, "kind": "renamed", "kept_customer_id": customer,
-                             "absorbed_customer_id": befores[0], "detail": "oldest identifier changed"})
-            continue
-        reference = customer if customer in befores else befores[0]
-        anchor = dict(zip(*[anchors.get_group(customer)[c] for c in ("before", "key")]))
-        for absorbed, link in _merge_links(links_of.get(customer), anchor, reference).items():
-            rows.append({**base, "kind": "merge", "kept_customer_id": customer,
-                         "absorbed_customer_id": absorbed,
-                         "a_type": None if link is None else link.a_type,
-                         "b_type": None if link is None else link.b_type,
-                         "event_key": None if link is None else link.event_key,
-                         "link_ts": None if link is None else link.first_ts,
-                         "detail": f"{len(befores)} customers became one"})
+    several = pairs[pairs["customer_id"].map(n_befores) > 1]
+    merged = several.groupby("customer_id")["before"].agg(sorted)
+    if len(merged):
+        used = resolution.links[resolution.links["used"]].sort_values(["first_ts", "event_key"])
+        customer_of = dict(zip(id_key(current["id_type"], current["id_value"]), current["customer_id"]))
+        a_keys = id_key(used["a_type"], used["a_value"])
+        used = used.assign(key_a=a_keys, key_b=id_key(used["b_type"], used["b_value"]),
+                           customer=a_keys.map(customer_of))
+        links_of = dict(tuple(used[used["customer"].isin(merged.index)].groupby("customer")))
+        mine = both[both["customer_id"].isin(merged.index)]
+        anchors = mine.assign(key=id_key(mine["id_type"], mine["id_value"])) \
+            .drop_duplicates(["customer_id", "before"]).groupby("customer_id")
+        for customer, befores in merged.items():
+            reference = customer if customer in befores else befores[0]
+            anchor = dict(zip(*[anchors.get_group(customer)[c] for c in ("before", "key")]))
+            for absorbed, link in _merge_links(links_of.get(customer), anchor, reference).items():
+                rows.append({**base, "kind": "merge", "kept_customer_id": customer,
+                             "absorbed_customer_id": absorbed,
+                             "a_type": None if link is None else link.a_type,
+                             "b_type": None if link is None else link.b_type,
+                             "event_key": None if link is None else link.event_key,
+                             "link_ts": None if link is None else link.first_ts,
+                             "detail": f"{len(befores)} customers became one"})
 
     set_aside = resolution.set_aside
-    for before_id, afters in both.groupby("before")["customer_id"].agg(lambda s: sorted(set(s))).items():
-        if len(afters) < 2:
-            continue
+    split = pairs[pairs["before"].map(afters_per_before) > 1]
+    for before_id, afters in split.groupby("before")["customer_id"].agg(sorted).items():
         was = previous[previous["customer_id"] == before_id]
         gone = set_aside.merge(was[["id_type", "id_value"]], on=["id_type", "id_value"])
         cause = gone.iloc[0] if len(gone) else None

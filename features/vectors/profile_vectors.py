@@ -66,21 +66,23 @@ def product_interactions(events: ResolvedEvents) -> pd.DataFrame:
 def content_vectors(
     customers: pd.Index, interactions: pd.DataFrame, items: pd.DataFrame, item_vectors: np.ndarray
 ) -> np.ndarray:
-    """Weighted mean of product embeddings per customer (zeros for customers who touched none)."""
+    """Weighted mean of product embeddings per customer (zeros for customers who touched none): the
+    sparse customers × products weight matrix times the product embeddings."""
+    from scipy.sparse import csr_matrix
+
     dim = item_vectors.shape[1] if item_vectors.size else 384
-    out = np.zeros((len(customers), dim), dtype=np.float32)
     if interactions.empty:
-        return out
+        return np.zeros((len(customers), dim), dtype=np.float32)
     row = pd.Series(np.arange(len(customers)), index=customers)
     col = pd.Series(np.arange(len(items)), index=items["product_id"].to_numpy())
     r = row.reindex(interactions["customer_id"]).to_numpy()
     c = col.reindex(interactions["product_id"]).to_numpy()
     ok = ~(np.isnan(r) | np.isnan(c))
-    np.add.at(out, r[ok].astype(int), item_vectors[c[ok].astype(int)] * interactions["weight"].to_numpy()[ok, None])
+    weight = interactions["weight"].to_numpy(dtype=np.float64)[ok]
+    weights = csr_matrix((weight, (r[ok].astype(int), c[ok].astype(int))), shape=(len(customers), len(items)))
+    out = np.asarray(weights @ item_vectors.astype(np.float64), dtype=np.float32)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.where(norms == 0, 1, norms)
-
-
 
 
 def build_collections(

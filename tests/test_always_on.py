@@ -203,3 +203,62 @@ def test_a_shop_with_only_a_propensity_champion_gets_scores(live, tmp_path):
     sent = CliRunner().invoke(app, ["score", "send-time", "--channel", "zalo_oa", "--from", "2026-09-02T08:00",
                                     "--to", "2026-09-03T08:00", "--output", str(tmp_path / "s.csv")], env=env)
     assert sent.exit_code == 1 and "nhip train send-time" in " ".join(sent.output.split())
+
+
+# -- nhip up --------------------------------------------------------------------------------------------
+
+FAKE_NHIP = """
+import signal, sys, time
+part = sys.argv[1]
+if part in ("collect", "serve"):
+    signal.signal(signal.SIGTERM, lambda *_: (print("bye", flush=True), sys.exit(0)))
+    print("listening", flush=True)
+    while True:
+        time.sleep(0.1)
+print(part, "ran", flush=True)
+"""
+
+
+def test_up_runs_the_parts_restarts_a_dead_server_and_stops_them_all():
+    import os
+    import signal as signals
+    import sys
+    from datetime import datetime
+    from datetime import time as clock_time
+
+    from nhip.clock import LOCAL_FIXED_TZ
+    from nhip.system import System, SystemConfig, next_daily, parse_clock
+
+    assert parse_clock("02:00") == clock_time(2, 0)
+    with pytest.raises(ValueError, match="HH:MM"):
+        parse_clock("2am")
+    late = datetime(2026, 12, 2, 3, 0, tzinfo=LOCAL_FIXED_TZ)
+    assert next_daily(clock_time(2, 0), late) == datetime(2026, 12, 3, 2, 0, tzinfo=LOCAL_FIXED_TZ)
+
+    now = [datetime(2026, 12, 2, 1, 59, 59, tzinfo=LOCAL_FIXED_TZ)]
+    lines: list[str] = []
+    system = System(SystemConfig(refresh_minutes=60, retrain_at=clock_time(2, 0), collector_port=8100,
+                                 service_port=3000), [sys.executable, "-c", FAKE_NHIP], dict(os.environ),
+                    log=lines.append, now=lambda: now[0])
+
+    def settle(condition, seconds=10.0):
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            system.tick()
+            time.sleep(0.05)
+        assert condition(), lines
+
+    settle(lambda: any("[refresh] done" in line for line in lines))  # a refresh at start
+    assert system.running("collector") and system.running("service") and not system.running("retrain")
+    now[0] = datetime(2026, 12, 2, 2, 0, 1, tzinfo=LOCAL_FIXED_TZ)  # the nightly retrain is due
+    settle(lambda: any("[retrain] retrain ran" in line for line in lines))
+
+    dead = system.parts["service"].process.pid
+    os.kill(dead, signals.SIGKILL)
+    settle(lambda: system.running("service") and system.parts["service"].process.pid != dead)
+    assert any("[service] exited with code -9" in line for line in lines)
+
+    system.stop()
+    system.run()  # stops at once: every part gets SIGTERM
+    assert not system.running("collector") and not system.running("service")
+    assert lines[-1].endswith("[up] stopped") and sum(line.endswith("] bye") for line in lines) == 2

@@ -317,3 +317,48 @@ def test_a_service_with_one_model_answers_it_and_503s_the_other(live):
         assert answered.status_code == 200 and answered.json()["model_version"] == f"{SEND_TIME_MODEL}/1"
         versions = httpx.post(f"{base}/model_versions", json={}).json()
         assert versions["propensity"] is None and versions["models"]["propensity"]["reason"]
+
+
+# -- nhip up ---------------------------------------------------------------------------------------------
+
+
+def test_up_brings_an_acknowledged_event_into_served_scores_and_stops_cleanly(live):
+    from features.erasure import normalise_identifier
+    from features.identity.graph import customer_id_for
+    from tests.servers import NHIP, free_port, wait_for
+
+    collector_port, service_port = free_port(), free_port()
+    env = {**os.environ, **_env(live), "NHIP_COLLECTOR_API_KEY": KEY, "NHIP_REFRESH_MINUTES": "0.1"}
+    up = subprocess.Popen([*NHIP, "up", "--collector-port", str(collector_port), "--service-port", str(service_port)],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)
+    reader.start()
+    service_base, collector_base = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{collector_port}"
+    try:
+        wait_for(service_base, "/readyz", up)
+        wait_for(collector_base, "/healthz", up)
+        probe = {"event_id": "up-probe", "ts": "2026-08-20T09:00:00+07:00", "channel": "pos", "type": "purchase",
+                 "phone": "0912 000 777", "amount": 150000}
+        answer = httpx.post(f"{collector_base}/events", json=[probe], headers={"X-API-Key": KEY}).json()
+        assert answer["accepted"] == 1
+        acknowledged = time.monotonic()
+        customer = customer_id_for("phone", normalise_identifier("phone", probe["phone"]))
+        while True:
+            body = httpx.post(f"{service_base}/propensity", json={"customer_ids": [customer]}).json()
+            if body["results"][0]["status"] != "unknown":
+                break
+            assert time.monotonic() - acknowledged < 60, "".join(lines[-30:])
+            time.sleep(0.5)
+        assert body["features_as_of"].startswith("2026-08-20 09:00")  # the probe's build
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(timeout=60)
+        reader.join(timeout=10)
+    log = "".join(lines)
+    assert code == 0, log
+    for part in ("collector", "service"):
+        assert f"[{part}] stopped" in log, log
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{service_base}/healthz", timeout=2)
+    assert not list(live.spool_path.glob("*.json"))

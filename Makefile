@@ -30,7 +30,8 @@ demo: $(STAMP)
 	$(BIN)/nhip train propensity --as-of 2026-07-30 --horizon-days 30
 	$(BIN)/nhip train send-time --as-of 2026-08-29
 	$(BIN)/nhip report --out reports
-	$(BIN)/nhip serve --port $(PORT) --print-examples
+	@test -n "$$NHIP_COLLECTOR_API_KEY" || echo "The collector's key is 'demo' (set NHIP_COLLECTOR_API_KEY to choose one)."
+	NHIP_COLLECTOR_API_KEY=$${NHIP_COLLECTOR_API_KEY:-demo} $(BIN)/nhip up --service-port $(PORT) --print-examples
 
 test: $(STAMP)
 	$(BIN)/ruff check .

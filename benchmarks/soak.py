@@ -1,6 +1,6 @@
 """Soak: the whole system under load for ten minutes, as `nhip up` runs it with the shipped settings.
 
-    .venv/bin/python benchmarks/soak.py [--minutes 10] [--rate 2500] [--customers 12000]
+    .venv/bin/python benchmarks/soak.py [--minutes 10] [--rate 2500] [--customers 17000]
 
 Set-up (not timed): the demo shop (`synthetic.demo_shop`) over `--days` (330) days is generated and cut in
 time: the events before the last `--stream-days` (118) are imported, a propensity champion is trained on
@@ -354,7 +354,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=2500, help="events/s the stream is paced to")
-    parser.add_argument("--customers", type=int, default=12000)
+    parser.add_argument("--customers", type=int, default=17000)
     parser.add_argument("--days", type=int, default=330)
     parser.add_argument("--stream-days", type=int, default=118, help="the last days, streamed")
     args = parser.parse_args()

@@ -536,6 +536,7 @@ def up(
     service_port: int = typer.Option(3000, "--service-port", help="the service's TCP port"),
     host: str = typer.Option("127.0.0.1", help="address both bind"),
     no_collector: bool = typer.Option(False, "--no-collector", help="run without the HTTP collector"),
+    print_examples: bool = typer.Option(False, "--print-examples", help="print example requests first"),
 ):
     """Run the whole system: collector, service, a refresh every NHIP_REFRESH_MINUTES and the nightly
     retrain at NHIP_RETRAIN_AT, until Ctrl-C or SIGTERM."""
@@ -552,6 +553,8 @@ def up(
     except ValueError as exc:
         raise UserError(f"NHIP_RETRAIN_AT: {exc}") from None
     settings.ensure_dirs()
+    if print_examples:
+        _print_examples(settings, host, service_port, None if no_collector else collector_port)
     config = SystemConfig(settings.refresh_minutes, retrain_at, None if no_collector else collector_port,
                           service_port, host)
     # Children write to a pipe, not a terminal: no progress bars, lines as wide as they come.
@@ -717,8 +720,9 @@ def identity_merges(limit: int = typer.Option(50, help="show at most this many, 
            + f": {r.detail}" for r in frame.itertuples(index=False))
 
 
-def _print_examples(settings, host: str, port: int) -> None:
+def _print_examples(settings, host: str, port: int, collector_port: int | None = None) -> None:
     from features.builds import Builds
+    from nhip.clock import to_local, utcnow
 
     ids = json.dumps(list(Builds(settings.builds).open().table("profiles").index[:2]))
     base = f"http://{host}:{port}"
@@ -730,8 +734,14 @@ def _print_examples(settings, host: str, port: int) -> None:
     print(f"  curl -s {base}/healthz")
     print(f"  curl -s -X POST {base}/propensity -H 'Content-Type: application/json' "
           f"-d '{{\"customer_ids\": {ids}}}'")
-    print(f"  curl -s -X POST {base}/send_time -H 'Content-Type: application/json' -d '{body}'\n",
-          flush=True)
+    print(f"  curl -s -X POST {base}/send_time -H 'Content-Type: application/json' -d '{body}'")
+    print(f"  curl -s -X POST {base}/model_versions")
+    if collector_port is not None:
+        event = json.dumps([{"event_id": "try-1", "ts": to_local(utcnow()).isoformat(timespec="seconds"),
+                             "channel": "pos", "type": "purchase", "phone": "0912 345 678", "amount": 250000}])
+        print(f"  curl -s -X POST http://{host}:{collector_port}/events -H \"X-API-Key: $NHIP_COLLECTOR_API_KEY\" "
+              f"-H 'Content-Type: application/json' -d '{event}'")
+    print(flush=True)
 
 
 def main() -> None:  # pragma: no cover

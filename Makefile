@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/nhip demo-data --out $(DEMO) --customers 2000 --days 240 --seed 7
 	$(BIN)/nhip ingest $(DEMO)/events.jsonl
 	$(BIN)/nhip features build --as-of 2026-08-29
-	$(BIN)/nhip train propensity --as-of 2026-07-30 --horizon-days 30
+	$(BIN)/nhip train propensity --as-of 2026-08-29 --horizon-days 30
 	$(BIN)/nhip train send-time --as-of 2026-08-29
 	$(BIN)/nhip report --out reports
 	@test -n "$$NHIP_COLLECTOR_API_KEY" || echo "The collector's key is 'demo' (set NHIP_COLLECTOR_API_KEY to choose one)."

@@ -41,7 +41,8 @@ def main() -> None:
         rows, first = {}, None
         for name in names:
             started = time.perf_counter()
-            result = evaluate_cdnow(work, SHIPPED.identity, sample=args.sample, feature_list=get_feature_list(name))
+            result = evaluate_cdnow(work, SHIPPED.identity, sample=args.sample, feature_list=get_feature_list(name),
+                                    min_events=SHIPPED.min_events_to_score)
             seconds = time.perf_counter() - started
             rows[f"model ({name})"] = result.table.loc["model"]
             print(f"{name}: {seconds:.0f} s, rows {result.row_counts}", file=sys.stderr)

@@ -79,7 +79,8 @@ def _rows(test: pd.DataFrame, oracle: np.ndarray, model_name: str) -> pd.DataFra
     for name, p in ((model_name, test["score"]), ("bgnbd", test["bgnbd_score"]), ("oracle", oracle)):
         rows[name] = classification_metrics(y, np.asarray(p))
         rows[name]["ece"] = expected_calibration_error(y, np.asarray(p))
-    rows["recency"] = ranking_metrics(y, -test["recency_days"].fillna(np.inf).to_numpy())
+    days = test["recency_days"]
+    rows["recency"] = ranking_metrics(y, -days.fillna(days.max() + 1).to_numpy())
     return pd.DataFrame(rows).T
 
 

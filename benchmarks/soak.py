@@ -87,10 +87,11 @@ def set_up(home: Path, customers: int, days: int, stream_days: int, env: dict) -
     print(f"generated {len(lines):,} events in {time.perf_counter() - started:.0f} s: "
           f"{len(lines) - len(stream):,} imported, {len(stream):,} to stream (after {cut} UTC)", flush=True)
 
-    early_as_of = (cut - pd.Timedelta(days=120)).tz_convert("Asia/Ho_Chi_Minh").strftime("%Y-%m-%d")
+    # Data up to 90 days before the cut: tested on the snapshot 120 days before it.
+    early_data = (cut - pd.Timedelta(days=90)).tz_convert("Asia/Ho_Chi_Minh").strftime("%Y-%m-%d")
     last_day = cut.tz_convert("Asia/Ho_Chi_Minh").strftime("%Y-%m-%d")
     for args in (["ingest", str(early)],
-                 ["train", "propensity", "--as-of", early_as_of, "--horizon-days", "30"],
+                 ["train", "propensity", "--as-of", early_data, "--horizon-days", "30"],
                  ["train", "send-time", "--as-of", last_day],
                  ["refresh"]):
         step = time.perf_counter()

@@ -21,6 +21,7 @@ from features.identity.events import ResolvedEvents, resolved_events
 from features.identity.graph import IdentityConfig, resolve_graph
 from features.identity.reports import customer_attributes
 from features.ingest.spool import LocalSpool, drain_spool
+from features.profile.repeat_purchases import purchase_summary
 from features.profile.wide import build_profiles
 from features.store import fingerprint, open_store
 from features.vectors.config import VectorConfig
@@ -86,6 +87,7 @@ def build_features(
                     "attributes": customer_attributes(events),
                     "purchases": purchases_by_customer(events),
                     "categories": categories_by_customer(events),
+                    "repeat": purchase_summary(events).reset_index(),
                 }
                 step(BUILD_STEPS[2])
                 for name, frame in tables.items():

@@ -2,7 +2,8 @@
 
     $NHIP_HOME/builds/
       20261202-031500-1a2b3c/   one build: profiles, identity map, set-aside identifiers, attributes,
-                                 recent purchases, categories, the vector snapshot, meta.json, READY
+                                 recent purchases, categories, the buyers' purchase summary (repeat),
+                                 the vector snapshot, meta.json, READY
       current                    the id of the build serving reads, replaced atomically
       history/<id>.parquet       the merges, splits and renames each build recorded (kept for good)
       build.lock                 one build at a time
@@ -36,7 +37,8 @@ from features.store.manifest import fsync_dir, write_durably
 from nhip.locks import exclusive_lock
 
 CURRENT, READY, META, LOCK = "current", "READY", "meta.json", "build.lock"
-TABLES = ("profiles", "identity", "set_aside", "attributes", "purchases", "categories")
+TABLES = ("profiles", "identity", "set_aside", "attributes", "purchases", "categories", "repeat")
+INDEXED = ("profiles", "repeat")  # one row per customer: read back indexed by customer_id
 
 
 class BuildBusy(TimeoutError):
@@ -85,10 +87,14 @@ class Build:
         return folder if folder.is_dir() else None
 
     def table(self, name: str) -> pd.DataFrame:
-        """One of `TABLES`: profiles indexed by customer_id; the others as stored."""
+        """One of `TABLES`: profiles and repeat indexed by customer_id; the others as stored."""
         if name not in self._tables:
-            frame = pd.read_parquet(self.folder / f"{name}.parquet")
-            self._tables[name] = frame.set_index("customer_id") if name == "profiles" else frame
+            path = self.folder / f"{name}.parquet"
+            if not path.exists():
+                raise LookupError(f"feature build {self.build_id} has no {name} table (made by an older "
+                                  "version): run `nhip refresh` or `nhip features build` for a new one")
+            frame = pd.read_parquet(path)
+            self._tables[name] = frame.set_index("customer_id") if name in INDEXED else frame
         return self._tables[name]
 
 

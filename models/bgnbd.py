@@ -27,6 +27,9 @@ from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
 PARAMS = ("r", "alpha", "a", "b")
+# At least this many buyers (and some repeat buyers) before a fit is trusted; fewer give parameters that
+# swing from one snapshot to the next.
+MIN_BUYERS = 50
 # Log-parameters (time scaled to mean T = 1) stay within ±LOG_BOUND: e^9 ≈ 8,000 is far beyond any
 # cohort the model describes, and keeps degenerate fits finite.
 LOG_BOUND = 9.0
@@ -206,6 +209,15 @@ class BGNBD:
     def simulate(self, T, rng: np.random.Generator) -> pd.DataFrame:
         """Draw (frequency, recency, T) from the fitted process, for customers observed for `T`."""
         return simulate(self._params(), T, rng)
+
+
+def fit_if_enough(frequency, recency, T) -> BGNBD | None:
+    """BG/NBD fitted on the buyers given, or None when there are fewer than `MIN_BUYERS` or no repeat
+    buyer at all (the fit would say nothing about dropout)."""
+    x = np.asarray(frequency, dtype=float)
+    if len(x) < MIN_BUYERS or not (x > 0).any():
+        return None
+    return BGNBD().fit(x, recency, T)
 
 
 def simulate(params, T, rng: np.random.Generator) -> pd.DataFrame:

@@ -6,6 +6,8 @@ column order), so the artifact logged to MLflow is the one thing serving loads.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from lightgbm import LGBMClassifier
@@ -13,8 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-UNSCORED = "unscored"
-BUCKETS = (("High", 0.75), ("Medium", 0.50), ("Low", 0.0))
+from models.compiled import COMPILER, CompiledTrees
 
 
 class PropensityModel(ClassifierMixin, BaseEstimator):
@@ -67,6 +68,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         return X[list(self.features_)].astype("float64")
 
     def fit(self, X: pd.DataFrame, y, X_cal: pd.DataFrame | None = None, y_cal=None):
+        self.trees_ = self.compile_error_ = None  # a refit model scores with its new booster
         self.features_ = tuple(self.features) or tuple(X.columns)
         y = np.asarray(y).astype(int)
         if len(np.unique(y)) < 2:
@@ -91,7 +93,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         self.calibrator_ = None
         if X_cal is not None and len(X_cal):
-            raw = self.booster_.predict_proba(self._matrix(X_cal))[:, 1]
+            raw = self._booster_proba(self._matrix(X_cal))
             y_cal = np.asarray(y_cal).astype(int)
             if self.calibration == "isotonic":
                 self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1)
@@ -103,8 +105,37 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.calibrated_ = self.calibrator_ is not None
         return self
 
+    # -- compiled scoring ---------------------------------------------------------------------------------
+
+    def compile_trees(self, cache_dir: Path | None) -> str:
+        """Score with the booster compiled to machine code from now on (`models.compiled`), cached in
+        `cache_dir`; stays on the booster when that cannot be done here. Returns `scorer`."""
+        self.trees_, self.compile_error_ = CompiledTrees.load(self.booster_.booster_.model_to_string(), cache_dir)
+        return self.scorer
+
+    @property
+    def scorer(self) -> str:
+        """What scores: `lleaves` (compiled trees) or `booster` (with why, when compiling failed)."""
+        if getattr(self, "trees_", None) is not None:
+            return COMPILER
+        error = getattr(self, "compile_error_", None)
+        return f"booster ({error})" if error else "booster"
+
+    def __getstate__(self):
+        # Machine code is not pickled: a loaded model compiles (or loads its cache) again.
+        state = super().__getstate__()
+        state.pop("trees_", None)
+        state.pop("compile_error_", None)
+        return state
+
+    def _booster_proba(self, matrix: pd.DataFrame) -> np.ndarray:
+        trees = getattr(self, "trees_", None)
+        if trees is not None:
+            return trees.predict(matrix.to_numpy(dtype=np.float64))
+        return self.booster_.predict_proba(matrix)[:, 1]
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        raw = self.booster_.predict_proba(self._matrix(X))[:, 1]
+        raw = self._booster_proba(self._matrix(X))
         if isinstance(self.calibrator_, IsotonicRegression):
             p = self.calibrator_.predict(raw)
         elif self.calibrator_ is not None:
@@ -126,33 +157,3 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
-
-
-def bucket_for(percentile: float) -> str:
-    """High / Medium / Low by percentile among scored customers (0.75 and 0.50 cut points)."""
-    for name, cut in BUCKETS:
-        if percentile >= cut:
-            return name
-    return BUCKETS[-1][0]
-
-
-def score_profiles(
-    model: PropensityModel, profiles: pd.DataFrame, min_events: int
-) -> pd.DataFrame:
-    """Scores, percentiles and buckets for every customer in `profiles`.
-
-    Customers with fewer than `min_events` events are `unscored`: the model has seen too little of them
-    to say anything better than the base rate, and a marketer should know that rather than get a guess.
-    Percentiles rank a score among the scored customers of the same snapshot.
-    """
-    out = pd.DataFrame(index=profiles.index)
-    scored = profiles["n_events"] >= min_events
-    out["score"] = np.nan
-    if scored.any():
-        out.loc[scored, "score"] = model.predict_proba(profiles[scored])[:, 1]
-    out["percentile"] = out["score"].rank(pct=True, method="average")
-    out["bucket"] = [
-        UNSCORED if np.isnan(p) else bucket_for(p) for p in out["percentile"].to_numpy()
-    ]
-    out["status"] = np.where(scored, "scored", UNSCORED)
-    return out

@@ -245,19 +245,34 @@ def _print_outcome(outcome) -> None:
 @train_app.command("propensity")
 @handled
 def train_propensity(
-    as_of: str = typer.Option(..., "--as-of", help="test snapshot; its label window must be observed"),
+    as_of: str = typer.Option(..., "--as-of", help="train on the data up to this date (as `nhip retrain`)"),
     horizon_days: int = typer.Option(30, "--horizon-days", help="predict a purchase within N days"),
+    test_as_of: str | None = typer.Option(
+        None, "--test-as-of", help="the test snapshot; default: as-of − horizon, the latest whose purchase "
+        "window is observed by --as-of"),
     step_days: int = typer.Option(14, "--step-days", help="days between training snapshots"),
     margin: float | None = typer.Option(
         None, help="AUC margin a candidate must beat the champion by; default NHIP_PROMOTION_MARGIN"),
 ):
-    """Train the purchase-propensity model on rolling snapshots and register it."""
+    """Train the purchase-propensity model on the data up to --as-of, on rolling snapshots, and register it."""
+    from datetime import timedelta
+
+    from nhip.clock import to_local
     from training.runner import train_propensity as run
 
     config = _settings().training.with_margin(margin)
+    data_until = _as_of(as_of)
+    test = _as_of(test_as_of) if test_as_of else data_until - timedelta(days=horizon_days)
+    if test + timedelta(days=horizon_days) > data_until:
+        raise UserError(f"the test snapshot's {horizon_days}-day purchase window ends "
+                        f"{to_local(test + timedelta(days=horizon_days)):%Y-%m-%d %H:%M}, after --as-of "
+                        f"{to_local(data_until):%Y-%m-%d %H:%M}: choose a --test-as-of at least {horizon_days} "
+                        "days before it")
+    _lines([f"training on the data up to {to_local(data_until):%Y-%m-%d %H:%M}; testing on the "
+            f"{to_local(test):%Y-%m-%d %H:%M} snapshot (purchases in the {horizon_days} days after it)"])
     with _progress() as progress:
         task = progress.add_task("building snapshots", total=None)
-        outcome = run(config, _as_of(as_of), horizon_days, step_days,
+        outcome = run(config, test, horizon_days, step_days, observed_until=data_until,
                       progress=lambda d: progress.update(task, advance=1, description=f"snapshot {d:%Y-%m-%d}"))
     _print_outcome(outcome)
 
@@ -285,14 +300,16 @@ def score_propensity(
     horizon_days: int = typer.Option(30, "--horizon-days"),
     output: Path = typer.Option(..., "--output", help="CSV to write"),
 ):
-    """Score every customer known at as_of with the champion propensity model."""
+    """Score every customer known at as_of: the champion where it answers, the fallbacks elsewhere."""
     from serving.batch import propensity_table
 
     settings = _settings()
     scored = propensity_table(settings.serving, settings.store_path, settings.identity, _as_of(as_of), horizon_days)
     _write_csv(scored.table, output, index_label="customer_id")
     counts = scored.table["bucket"].value_counts().to_dict()
-    out.print(f"wrote {len(scored.table):,} customers to {output} with {scored.model}: {counts}")
+    sources = scored.table["source"].fillna("unscored").value_counts().to_dict()
+    out.print(f"wrote {len(scored.table):,} customers to {output} with {scored.model}: {counts}; "
+              f"answered by {sources}")
 
 
 @score_app.command("send-time")
@@ -617,6 +634,7 @@ def evaluate_cdnow_command(
     with _progress() as progress:
         task = progress.add_task("importing CDNOW", total=None)
         result = evaluate_cdnow(folder, settings.identity, sample=sample, feature_list=chosen,
+                                min_events=settings.min_events_to_score,
                                 progress=lambda d: progress.update(task, advance=1,
                                                                    description=f"snapshot {d:%Y-%m-%d}"))
     report, plan = result.imported.report, result.details["plan"]

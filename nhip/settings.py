@@ -50,8 +50,11 @@ class Settings(BaseSettings):
     mlflow_uri: str | None = Field(default=None, description="MLflow tracking server URI")
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; default embedded")
     min_events_to_score: int = Field(
-        default=3, description="customers with fewer events by as_of are `unscored`"
+        default=1, ge=1, description="the propensity model answers for customers with at least this many "
+        "events by as_of; the fallbacks (BG/NBD, the shop's rate) answer for the others"
     )
+    fallback_horizon_days: int = Field(
+        default=30, ge=1, description="the horizon of propensity answers before any champion exists")
     send_time_prior_strength: float = Field(
         default=1.0, description="pseudo-opens pulling a customer's reading hours to the pooled ones"
     )
@@ -195,7 +198,9 @@ class Settings(BaseSettings):
 
         return ServingConfig(builds=self.builds, tracking=self.tracking, vectors=self.vectors,
                              min_events_to_score=self.min_events_to_score, send_time=self.send_time,
-                             follow_seconds=self.follow_seconds)
+                             follow_seconds=self.follow_seconds,
+                             fallback_horizon_days=self.fallback_horizon_days,
+                             compiled_dir=self.workspace / "compiled")
 
     @property
     def collector(self) -> CollectorConfig:

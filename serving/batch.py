@@ -18,11 +18,12 @@ from features.builds import Builds
 from features.identity.events import resolve_events
 from features.identity.graph import IdentityConfig
 from features.identity.reports import identifiers_wide
+from features.profile.repeat_purchases import purchase_summary
 from features.profile.wide import build_profiles
 from features.store import open_store
+from models.answers import answer_propensity
 from models.names import PROPENSITY_MODEL
-from models.propensity import score_profiles
-from serving.champions import check_identity, load_champion
+from serving.champions import NoChampionError, check_identity, load_champion
 from serving.scoring import ServingConfig, load_scorer
 
 
@@ -40,19 +41,27 @@ class ScoreTable:
 
 def propensity_table(config: ServingConfig, store_path: Path, identity: IdentityConfig, as_of: datetime,
                      horizon_days: int) -> ScoreTable:
-    """score, percentile and bucket of every customer known at `as_of` in the store at `store_path`,
-    resolved with `identity`."""
-    champion = load_champion(config.tracking, PROPENSITY_MODEL)
-    if champion.model.horizon_days != horizon_days:
-        raise HorizonMismatch(f"the champion {champion.label} predicts {champion.model.horizon_days} days, "
-                              f"not {horizon_days}; train one with --horizon-days {horizon_days}")
-    check_identity(champion, identity, "this workspace")
+    """score, percentile, bucket and source of every customer known at `as_of` in the store at
+    `store_path`, resolved with `identity`: the champion where the gate lets it answer, the fallbacks
+    elsewhere (`models.answers`), the fallbacks alone before any champion exists."""
+    try:
+        champion = load_champion(config.tracking, PROPENSITY_MODEL)
+    except NoChampionError:
+        champion = None
+    if champion is not None:
+        if champion.model.horizon_days != horizon_days:
+            raise HorizonMismatch(f"the champion {champion.label} predicts {champion.model.horizon_days} days, "
+                                  f"not {horizon_days}; train one with --horizon-days {horizon_days}")
+        check_identity(champion, identity, "this workspace")
+        champion.model.compile_trees(config.compiled_dir)
     with open_store(store_path) as con, resolve_events(con, as_of, identity) as events:
         profiles = build_profiles(events)
+        summary = purchase_summary(events)
         identity_map = events.identity
-    scores = score_profiles(champion.model, profiles, config.min_events_to_score)
-    table = identifiers_wide(identity_map).reindex(scores.index).join(scores[["score", "percentile", "bucket"]])
-    return ScoreTable(table, champion.label)
+    answers = answer_propensity(champion.model if champion else None, profiles, summary, horizon_days, config.gate)
+    table = identifiers_wide(identity_map).reindex(answers.index).join(
+        answers[["score", "percentile", "bucket", "source", "reason"]])
+    return ScoreTable(table, champion.label if champion else f"fallbacks only (no champion of {PROPENSITY_MODEL})")
 
 
 def send_time_table(config: ServingConfig, channel: str, start: pd.Timestamp, end: pd.Timestamp,

@@ -1,22 +1,26 @@
 """Answers to score requests from loaded champions and the profiles of one feature build; no web
 framework here.
 
-Propensity scores for the whole build are computed once, when the build or the champion is loaded: a
-request is then a lookup, and a customer's percentile is the same in the API as in `nhip score`. Each
-model stands on its own: a shop with message events but no purchases has a send-time champion and no
-propensity one, and its send times are still served (`ModelUnavailable` names what is missing).
+Propensity answers for the whole build are computed once, when the build or the champion is loaded: a
+request is then a lookup, and a customer's percentile is the same in the API as in `nhip score`. Every
+customer of the build gets an answer with its `source` (`models.answers`): the champion where the gate
+lets it answer, BG/NBD or the shop's rate elsewhere, and before any champion exists the fallbacks alone
+(over `fallback_horizon_days`). Each model stands on its own: a shop with message events but no
+purchases has a send-time champion and no propensity one, and its send times are still served
+(`ModelUnavailable` names what is missing).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from features.builds import Build, Builds, BuildsConfig
 from features.vectors.config import VectorConfig
-from models.propensity import score_profiles
+from models.answers import ScoreGate, answer_propensity
 from models.send_time import SendTimeConfig
 from models.tracking import TrackingConfig
 from nhip.clock import local_timestamp, to_local
@@ -34,8 +38,8 @@ class ModelUnavailable(LookupError):
 @dataclass(frozen=True)
 class ServingConfig:
     """What the service needs: the feature builds it serves, the registry of the champions, the vector
-    stores, the scoring threshold (NHIP_MIN_EVENTS_TO_SCORE), the send-time settings and how often it
-    looks for a new champion or build (NHIP_FOLLOW_SECONDS)."""
+    stores, the model's gate (NHIP_MIN_EVENTS_TO_SCORE), the send-time settings, how often it looks for
+    a new champion or build (NHIP_FOLLOW_SECONDS) and the fallbacks' horizon without a champion."""
 
     builds: BuildsConfig
     tracking: TrackingConfig
@@ -43,16 +47,24 @@ class ServingConfig:
     min_events_to_score: int
     send_time: SendTimeConfig
     follow_seconds: float
+    fallback_horizon_days: int = 30  # NHIP_FALLBACK_HORIZON_DAYS: the horizon before any champion exists
+    compiled_dir: Path | None = None  # where compiled champions are cached (`models.compiled`)
+
+    @property
+    def gate(self) -> ScoreGate:
+        return ScoreGate(self.min_events_to_score)
 
 
 class Scorer:
     """The champions over the profiles of one build; either champion may be None (see the module
-    docstring), with `missing` saying why. `send_time_config` carries the quiet hours and whether answers
-    explore by default; `rng` draws the explorations (tests pass a seeded one)."""
+    docstring), with `missing` saying why. `summary` is the build's purchase summary (the fallbacks'
+    input), `gate` the one rule for when the propensity model answers, `horizon_days` the fallbacks'
+    horizon when there is no propensity champion. `send_time_config` carries the quiet hours and whether
+    answers explore by default; `rng` draws the explorations (tests pass a seeded one)."""
 
-    def __init__(self, propensity, send_time, profiles: pd.DataFrame, min_events_to_score: int,
-                 send_time_config: SendTimeConfig, rng: np.random.Generator | None = None,
-                 missing: dict[str, str] | None = None):
+    def __init__(self, propensity, send_time, profiles: pd.DataFrame, summary: pd.DataFrame, gate: ScoreGate,
+                 send_time_config: SendTimeConfig, horizon_days: int = 30, rng: np.random.Generator | None = None,
+                 missing: dict[str, str] | None = None, compiled_dir: Path | None = None):
         self.propensity_champion = propensity
         self.send_time_champion = send_time
         self.profiles = profiles
@@ -61,16 +73,29 @@ class Scorer:
         self.explore = send_time_config.explore
         self.rng = rng or np.random.default_rng()
         self.missing = dict(missing or {})
-        self.scores = (score_profiles(propensity.model, profiles, min_events_to_score)
-                       if propensity is not None else None)
+        self.horizon_days = propensity.model.horizon_days if propensity is not None else horizon_days
+        if propensity is not None and getattr(propensity.model, "trees_", None) is None:
+            propensity.model.compile_trees(compiled_dir)  # once per loaded champion; the booster if it fails
+        self.scores = answer_propensity(propensity.model if propensity is not None else None, profiles,
+                                        summary, self.horizon_days, gate)
 
     def _require(self, champion, name: str):
         if champion is None:
             raise ModelUnavailable(self.missing.get(name, f"no {name} champion is loaded"))
         return champion
 
+    def propensity_unavailable(self) -> str | None:
+        """Why /propensity cannot answer anyone (no champion, and no fallback can answer), else None."""
+        if self.propensity_champion is not None or (self.scores["status"] == "scored").any():
+            return None
+        why = self.missing.get("propensity", "no propensity champion is loaded")
+        reasons = self.scores["reason"].dropna()
+        return f"{why}; and no fallback can answer: {reasons.iloc[0]}" if len(reasons) else why
+
     def propensity(self, customer_ids: list[str]) -> list[dict]:
-        self._require(self.propensity_champion, "propensity")
+        unavailable = self.propensity_unavailable()
+        if unavailable:
+            raise ModelUnavailable(unavailable)
         out = []
         for cid in customer_ids:
             if cid not in self.scores.index:
@@ -84,6 +109,8 @@ class Scorer:
                 "score": float(row["score"]) if scored else None,
                 "percentile": float(row["percentile"]) if scored else None,
                 "bucket": row["bucket"],
+                "source": row["source"],
+                "error": row["reason"],
             })
         return out
 
@@ -139,4 +166,5 @@ def load_scorer(config: ServingConfig, build: Build | None = None, need: tuple[s
                 raise ModelUnavailable(why)
             missing[key] = why
     return Scorer(champions["propensity"], champions["send_time"], build.table("profiles"),
-                  config.min_events_to_score, config.send_time, missing=missing)
+                  build.table("repeat"), config.gate, config.send_time, config.fallback_horizon_days,
+                  missing=missing, compiled_dir=config.compiled_dir)

@@ -21,15 +21,20 @@ from serving.state import Follower, ServingState
 
 class PropensityItem(BaseModel):
     customer_id: str
-    status: str = Field(description="scored | unscored (too little history) | unknown")
+    status: str = Field(description="scored | unscored (nothing usable known; `error` says why) | unknown")
     score: float | None = None
-    percentile: float | None = None
+    percentile: float | None = Field(default=None, description="rank among every answered customer")
     bucket: str | None = None
+    source: str | None = Field(
+        default=None,
+        description="who answered: model (the champion) | btyd (BG/NBD, a buyer the model does not answer "
+        "for) | shop (the shop's rate of first purchases, someone who never bought)")
     error: str | None = None
 
 
 class PropensityResponse(BaseModel):
-    model_version: str = Field(description="the champion that scored, as name/version")
+    model_version: str | None = Field(description="the champion behind `model` answers, as name/version "
+                                                  "(null before the first champion: fallbacks only)")
     build_id: str | None = Field(description="the feature build the scores come from")
     features_as_of: str | None
     results: list[PropensityItem]
@@ -124,6 +129,8 @@ def _missing(state: ServingState, model: str) -> str | None:
     if model == "vectors":
         return None if state.recommender is not None else (
             state.problems.get("vectors") or state.problems.get("features") or "no profile vectors loaded")
+    if model == "propensity" and state.scorer is not None:
+        return state.scorer.propensity_unavailable()
     if state.scorer is not None and state.versions()[model] is not None:
         return None
     return state.problems.get(model) or state.problems.get("features") or f"no {model} model loaded"

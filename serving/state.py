@@ -54,6 +54,13 @@ class ServingState:
         for key in MODEL_KEYS:
             out[key] = {"ready": versions[key] is not None, "version": versions[key],
                         "reason": self.problems.get(key)}
+        if self.scorer is not None and self.scorer.propensity_champion is not None:
+            out["propensity"]["scorer"] = self.scorer.propensity_champion.model.scorer  # lleaves | booster (why)
+        if self.scorer is not None and versions["propensity"] is None:
+            # No champion, but the fallbacks (BG/NBD, the shop's rate) may still answer every customer.
+            why = self.scorer.propensity_unavailable()
+            out["propensity"].update(ready=why is None, reason=why or f"{self.problems.get('propensity')}: "
+                                     "answered by the fallbacks (source btyd / shop)")
         out["features"] = {"ready": self.build is not None, "version": versions["build_id"],
                            "reason": self.problems.get("features")}
         return out
@@ -80,7 +87,8 @@ def load_state(config: ServingConfig, previous: ServingState | None = None) -> S
         if why:
             problems[key] = why
     scorer = Scorer(champions["propensity"], champions["send_time"], build.table("profiles"),
-                    config.min_events_to_score, config.send_time, missing=problems)
+                    build.table("repeat"), config.gate, config.send_time, config.fallback_horizon_days,
+                    missing=problems, compiled_dir=config.compiled_dir)
     recommender = None
     try:
         recommender = Recommender(build, open_vector_store(config.vectors, build))

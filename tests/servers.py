@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,17 +53,21 @@ def service(env: dict[str, str], ready=(200,), log: Path | None = None):
     """`nhip serve` on a free port; yields its base URL once `/readyz` answers with a status in `ready`
     (200 when a model is served; (200, 503) to also accept a service that has nothing to serve)."""
     port = free_port()
-    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    log = log or Path(tempfile.mkstemp(prefix="nhip-serve-", suffix=".log")[1])
+    out = open(log, "w")  # noqa: SIM115 (closed below)
     process = subprocess.Popen([*NHIP, "serve", "--port", str(port)], env={**os.environ, **env}, cwd=REPO,
                                stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(base, "/readyz", process, ok=ready)
+        try:
+            wait_for(base, "/readyz", process, ok=ready)
+        except AssertionError as exc:  # say what the service said, not only that it did not start
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            raise AssertionError(f"{exc}; the service's last lines:\n{tail}") from None
         yield base
     finally:
         stop(process)
-        if log:
-            out.close()
+        out.close()
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import json
 import time
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -19,12 +20,13 @@ from features.builds import Builds
 from features.ingest.importer import import_rows, ingest_file
 from features.ingest.spool import batch_rows
 from features.refresh import BUILT, BUSY, EMPTY, UNCHANGED, refresh
+from models.answers import ScoreGate, answer_propensity
 from models.names import CHAMPION_ALIAS, PROPENSITY_MODEL, SEND_TIME_MODEL
-from models.propensity import score_profiles
 from nhip.cli import app
 from nhip.clock import parse_as_of, utcnow
 from nhip.settings import Settings
 from serving.champions import load_champion
+from serving.scoring import ModelUnavailable, Scorer
 from serving.state import Follower, load_state
 from tests.conftest import TINY_EVENTS, write_jsonl
 from tests.registry_demo import SEND_TIME_AS_OF, clone_home
@@ -122,7 +124,8 @@ def test_the_follower_swaps_in_a_new_champion_and_a_new_build_whole(live):
     assert before.scorer.propensity(customers) == answer_before
     # The new state's scores are version 1's over the same build, nothing of version 2 mixed in.
     model = load_champion(live.tracking, PROPENSITY_MODEL).model
-    expected = score_profiles(model, after.build.table("profiles"), live.min_events_to_score)
+    expected = answer_propensity(model, after.build.table("profiles"), after.build.table("repeat"),
+                                 model.horizon_days, ScoreGate(live.min_events_to_score))
     for row in after.scorer.propensity(customers):
         if row["status"] == "scored":
             assert row["score"] == pytest.approx(expected.loc[row["customer_id"], "score"])
@@ -175,10 +178,13 @@ def _drop_champion(settings: Settings, name: str) -> None:
 def test_a_shop_with_only_a_send_time_champion_gets_send_times(live, tmp_path):
     _drop_champion(live, PROPENSITY_MODEL)
     state = load_state(live.serving)
-    assert state.ready()["send_time"]["ready"] and not state.ready()["propensity"]["ready"]
-    assert "no champion of nhip-propensity" in state.ready()["propensity"]["reason"]
+    assert state.ready()["send_time"]["ready"] and state.versions()["propensity"] is None
     assert state.scorer.send_time(list(state.scorer.profiles.index[:3]), "zalo_oa",
                                   "2026-09-02T08:00", "2026-09-03T08:00")
+    # Propensity without a champion: the shop has purchases, so the fallbacks answer, and say so.
+    assert "no champion of nhip-propensity" in state.ready()["propensity"]["reason"]
+    answers = state.scorer.propensity(list(state.scorer.profiles.index))
+    assert {a["source"] for a in answers} == {"btyd", "shop"} and all(a["status"] == "scored" for a in answers)
 
     env = {"NHIP_HOME": str(live.home)}
     out = tmp_path / "send.csv"
@@ -187,7 +193,20 @@ def test_a_shop_with_only_a_send_time_champion_gets_send_times(live, tmp_path):
     assert sent.exit_code == 0, sent.output
     scored = CliRunner().invoke(app, ["score", "propensity", "--as-of", SEND_TIME_AS_OF,
                                       "--output", str(tmp_path / "p.csv")], env=env)
-    assert scored.exit_code == 1 and "no 'champion' for model nhip-propensity" in " ".join(scored.output.split())
+    assert scored.exit_code == 0 and "fallbacks only" in " ".join(scored.output.split())
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert set(table["source"]) == {"btyd", "shop"} and table["score"].notna().all()
+
+
+def test_a_shop_without_purchases_or_champion_gets_a_503_reason_for_propensity(live):
+    _drop_champion(live, PROPENSITY_MODEL)
+    build = Builds(live.builds).open()
+    scorer = Scorer(None, None, build.table("profiles"), build.table("repeat").iloc[:0], ScoreGate(3),
+                    live.send_time, missing={"propensity": "no champion of nhip-propensity yet"})
+    why = scorer.propensity_unavailable()
+    assert why.startswith("no champion of nhip-propensity yet") and "no purchases" in why
+    with pytest.raises(ModelUnavailable, match="no fallback can answer"):
+        scorer.propensity(list(build.table("profiles").index[:2]))
 
 
 def test_a_shop_with_only_a_propensity_champion_gets_scores(live, tmp_path):

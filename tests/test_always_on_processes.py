@@ -22,8 +22,8 @@ import pytest
 from features.build import build_features
 from features.builds import Builds
 from features.store import open_store, store_writer
+from models.answers import ScoreGate, answer_propensity
 from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
-from models.propensity import score_profiles
 from nhip.clock import parse_as_of
 from nhip.settings import Settings
 from serving.champions import load_champion
@@ -255,8 +255,9 @@ def test_a_build_killed_half_way_leaves_the_current_build_serving(live, moment):
 
 def _expected_scores(settings: Settings, build_id: str, customers: list[str]) -> dict[str, float]:
     build = next(b for b in Builds(settings.builds).all() if b.build_id == build_id)
-    scores = score_profiles(load_champion(settings.tracking, PROPENSITY_MODEL).model, build.table("profiles"),
-                            settings.min_events_to_score)
+    model = load_champion(settings.tracking, PROPENSITY_MODEL).model
+    scores = answer_propensity(model, build.table("profiles"), build.table("repeat"), model.horizon_days,
+                               ScoreGate(settings.min_events_to_score))
     return {c: scores.loc[c, "score"] for c in customers if scores.loc[c, "status"] == "scored"}
 
 
@@ -303,20 +304,29 @@ def test_the_service_swaps_champions_and_builds_under_steady_requests(live):
 
 
 def test_a_service_with_one_model_answers_it_and_503s_the_other(live):
-    client(live.tracking).delete_registered_model_alias(PROPENSITY_MODEL, "champion")
+    client(live.tracking).delete_registered_model_alias(SEND_TIME_MODEL, "champion")
     with service(_env(live)) as base:
         ready = httpx.get(f"{base}/readyz").json()
-        assert ready["ready"] and ready["models"]["send_time"]["ready"]
-        assert not ready["models"]["propensity"]["ready"] and "nhip train propensity" in \
-            ready["models"]["propensity"]["reason"]
+        assert ready["ready"] and ready["models"]["propensity"]["ready"]
+        assert not ready["models"]["send_time"]["ready"] and "nhip train send-time" in \
+            ready["models"]["send_time"]["reason"]
         customers = list(Builds(live.builds).open().table("profiles").index[:3])
-        refused = httpx.post(f"{base}/propensity", json={"customer_ids": customers})
-        assert refused.status_code == 503 and "no champion of nhip-propensity" in refused.text
-        answered = httpx.post(f"{base}/send_time", json={"customer_ids": customers, "channel": "zalo_oa",
-                                                         **WINDOW})
-        assert answered.status_code == 200 and answered.json()["model_version"] == f"{SEND_TIME_MODEL}/1"
+        refused = httpx.post(f"{base}/send_time", json={"customer_ids": customers, "channel": "zalo_oa", **WINDOW})
+        assert refused.status_code == 503 and "no champion of nhip-send-time" in refused.text
+        answered = httpx.post(f"{base}/propensity", json={"customer_ids": customers})
+        assert answered.status_code == 200 and answered.json()["model_version"].startswith(PROPENSITY_MODEL)
         versions = httpx.post(f"{base}/model_versions", json={}).json()
-        assert versions["propensity"] is None and versions["models"]["propensity"]["reason"]
+        assert versions["send_time"] is None and versions["models"]["send_time"]["reason"]
+
+        # Without a propensity champion either, the fallbacks answer (the shop has purchases), and say so.
+        client(live.tracking).delete_registered_model_alias(PROPENSITY_MODEL, "champion")
+        deadline = time.monotonic() + 30
+        while httpx.post(f"{base}/model_versions", json={}).json()["propensity"] is not None:
+            assert time.monotonic() < deadline, "the service did not follow the alias' removal"
+            time.sleep(0.5)
+        body = httpx.post(f"{base}/propensity", json={"customer_ids": customers}).json()
+        assert body["model_version"] is None
+        assert all(r["status"] == "scored" and r["source"] in ("btyd", "shop") for r in body["results"])
 
 
 # -- nhip up ---------------------------------------------------------------------------------------------

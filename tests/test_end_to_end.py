@@ -35,7 +35,7 @@ def pipeline(tmp_path_factory):
         _cli(env, "demo-data", "--out", str(root / "data"), "--customers", "300", "--days", "200")
         ingest = json.loads(_cli(env, "ingest", str(root / "data" / "events.jsonl"), "--json"))
         _cli(env, "features", "build", "--as-of", "2026-08-29")
-        _cli(env, "train", "propensity", "--as-of", "2026-07-30", "--horizon-days", "30")
+        _cli(env, "train", "propensity", "--as-of", "2026-08-29", "--horizon-days", "30")
         _cli(env, "train", "send-time", "--as-of", "2026-08-29")
         _cli(env, "report", "--out", str(root / "reports"))
         _cli(env, "score", "propensity", "--as-of", "2026-08-29", "--horizon-days", "30",
@@ -66,10 +66,13 @@ def test_score_files_follow_the_contract(pipeline):
     root = pipeline["root"]
     scores = pd.read_csv(root / "propensity.csv")
     assert list(scores.columns[:2]) == ["customer_id", "phone"]
-    assert list(scores.columns[-3:]) == ["score", "percentile", "bucket"]
+    assert list(scores.columns[-5:]) == ["score", "percentile", "bucket", "source", "reason"]
     assert set(scores["bucket"]) <= {"High", "Medium", "Low", "unscored"}
     assert scores.loc[scores["bucket"] == "unscored", "score"].isna().all()
     assert scores["score"].dropna().between(0, 1).all()
+    # Every customer is answered, and the rows say by whom: the model above the gate, fallbacks below.
+    assert scores["score"].notna().all() and set(scores["source"]) <= {"model", "btyd", "shop"}
+    assert "model" in set(scores["source"])
     times = pd.read_csv(root / "send_time.csv")
     assert list(times.columns[-4:]) == ["send_at", "score", "source", "explored"]
     assert set(times["source"].dropna()) <= {"customer", "activity", "segment", "shop"}

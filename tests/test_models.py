@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.propensity import UNSCORED, PropensityModel, bucket_for, score_profiles
+from models.answers import bucket_for
+from models.propensity import PropensityModel
 from models.send_time import SendTimeModel
 from nhip.clock import hour_of_week
 from tests.conftest import QUIET
@@ -37,17 +38,6 @@ def test_propensity_refuses_one_class_labels():
     X, _, _ = _synthetic(100, 1)
     with pytest.raises(ValueError, match="one class"):
         PropensityModel(features=("recency_days",)).fit(X, np.zeros(100))
-
-
-def test_customers_with_little_history_are_unscored():
-    X, _, y = _synthetic(2000, 4)
-    model = PropensityModel(features=("recency_days", "n_events"), n_estimators=20).fit(X, y)
-    profiles = pd.DataFrame({"recency_days": [1.0, 1.0, 200.0], "n_events": [10.0, 1.0, 10.0]},
-                            index=["a", "b", "c"])
-    scores = score_profiles(model, profiles, min_events=3)
-    assert scores.loc["b", "bucket"] == UNSCORED and np.isnan(scores.loc["b", "score"])
-    assert scores.loc["a", "score"] > scores.loc["c", "score"]
-    assert scores.loc["a", "percentile"] == 1.0
 
 
 @pytest.mark.parametrize("pct,bucket", [(0.99, "High"), (0.75, "High"), (0.6, "Medium"), (0.1, "Low")])
@@ -99,3 +89,44 @@ def test_send_time_never_picks_quiet_hours():
             assert time(8, 0) <= when.time() < time(21, 30)
     night = pd.Timestamp("2026-04-01 22:00", tz=TZ)
     assert model.best_time("evening", "zalo_oa", night, night + pd.Timedelta(hours=9), QUIET)[0] is None
+
+
+def test_compiled_trees_score_as_the_booster_and_are_cached(tmp_path):
+    import pickle
+
+    X, _, y = _synthetic(4000, 7)
+    X.loc[X.index[::7], "recency_days"] = np.nan  # missing values take the booster's default branches
+    X_cal, _, y_cal = _synthetic(2000, 8)
+    model = PropensityModel(features=("recency_days", "n_events"), n_estimators=120).fit(X, y, X_cal, y_cal)
+    X_test, _, _ = _synthetic(5000, 9)
+    X_test.loc[X_test.index[::5], "n_events"] = np.nan
+    booster = model.predict_proba(X_test)[:, 1]
+    assert model.scorer == "booster"
+
+    assert model.compile_trees(tmp_path / "compiled") == "lleaves"
+    np.testing.assert_allclose(model.predict_proba(X_test)[:, 1], booster, rtol=0, atol=1e-6)
+    assert len(list((tmp_path / "compiled").glob("*.so"))) == 1
+    # A loaded champion carries no machine code; it compiles again, from the cache.
+    loaded = pickle.loads(pickle.dumps(model))
+    assert loaded.scorer == "booster"
+    assert loaded.compile_trees(tmp_path / "compiled") == "lleaves"
+    np.testing.assert_allclose(loaded.predict_proba(X_test)[:, 1], booster, rtol=0, atol=1e-6)
+    assert len(list((tmp_path / "compiled").glob("*.so"))) == 1
+
+
+def test_without_lleaves_the_booster_scores_and_says_why(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_lleaves(name, *args, **kwargs):
+        if name == "lleaves":
+            raise ImportError("No module named 'lleaves'")
+        return real_import(name, *args, **kwargs)
+
+    X, _, y = _synthetic(1000, 3)
+    model = PropensityModel(features=("recency_days", "n_events"), n_estimators=20).fit(X, y)
+    expected = model.predict_proba(X)[:, 1]
+    monkeypatch.setattr(builtins, "__import__", no_lleaves)
+    assert model.compile_trees(tmp_path) == "booster (lleaves is not installed (No module named 'lleaves'))"
+    np.testing.assert_array_equal(model.predict_proba(X)[:, 1], expected)

@@ -29,7 +29,7 @@ HOTLINE = "028 3930 9999"
 CARDS = ("KH-A", "KH-B", "KH-C")
 ZALO = ("z-a", "z-b", "z-c")
 BUILD_AS_OF = "2026-08-16"
-TRAIN_AS_OF = "2026-07-15"  # test snapshot: its 30-day label window is observed by the build date
+TRAIN_AS_OF = "2026-08-14"  # data up to here: tested on 2026-07-15, whose 30-day label window it covers
 
 
 def _trio() -> list[dict]:

@@ -216,12 +216,14 @@ def test_no_personal_data_in_what_training_logged(trained_demo):
 
 
 def _propensity_result():
+    from models.answers import ScoreGate
     from models.propensity import PropensityModel
     from training.evaluate import (
         classification_metrics,
         expected_calibration_error,
         ranking_metrics,
     )
+    from training.propensity import answer_test, metrics_by_source
 
     rng = np.random.default_rng(3)
 
@@ -236,7 +238,12 @@ def _propensity_result():
     features = ("recency_days", "n_events", "n_purchases")
     model = PropensityModel(features=features, feature_list="test_v1", n_estimators=20)
     model.fit(train[list(features)], train["label"], cal[list(features)], cal["label"])
-    test["score"] = model.predict_proba(test)[:, 1]
+    test["customer_id"] = [f"c{i}" for i in range(len(test))]
+    test["tenure_days"] = test["recency_days"] + 60
+    summary = pd.DataFrame({"frequency": 1.0, "recency": 10.0, "T": 100.0},
+                           index=test.loc[test["n_purchases"] > 0, "customer_id"])
+    gate = ScoreGate(5)  # some customers below it: the report shows the fallbacks' answers too
+    test = answer_test(model, test, summary, 30, gate)
     metrics = classification_metrics(test["label"], test["score"])
     metrics["ece"] = expected_calibration_error(test["label"], test["score"])
     recency = ranking_metrics(test["label"], -test["recency_days"])
@@ -244,6 +251,7 @@ def _propensity_result():
         model=model, metrics=metrics, test=test,
         plan=SimpleNamespace(test=parse_as_of("2026-07-30")),
         baselines={"recency": recency, "bgnbd": {"auc": 0.61, "pr_auc": 0.3, "lift_top_decile": 1.7}},
+        details={"gate": gate.describe(), "by_source": metrics_by_source(test)},
     )
 
 
@@ -265,12 +273,14 @@ def test_the_propensity_report_has_every_section_in_both_languages():
     for vi, en in [("Chất lượng mô hình", "Model quality"), ("Độ nâng (lift)", "Lift"),
                    ("Hiệu chuẩn", "Calibration"), ("Phân bố điểm", "Score histogram"),
                    ("Yếu tố ảnh hưởng nhất", "Top drivers"), ("Nhóm điểm", "Buckets"),
-                   ("Tệp khách gợi ý", "Suggested audiences"), ("Quyết định thăng hạng", "Promotion decision")]:
+                   ("Tệp khách gợi ý", "Suggested audiences"), ("Quyết định thăng hạng", "Promotion decision"),
+                   ("Nguồn điểm", "Where the scores come from")]:
         assert f'{vi} <span class="en">/ {en}</span>' in text
     assert re.search(r'class="grade">(Kém|Tạm được|Tốt|Xuất sắc) <span class="en">/ (Poor|Fair|Good|Excellent)',
                      text)
     assert "Sẵn sàng mua / Ready to buy" in text and "top 20%" in text
     assert "BG/NBD" in text and "recency rule" in text  # every baseline sits next to the model
+    assert "at least 5 events" in text and "shop" in text  # the gate, and who answered below it
     assert page.count("data:image/png;base64,") == 3  # lift, calibration, histogram
     assert "2026-07-30 00:00" in text  # the fingerprint's as_of, in Vietnam time
 

@@ -17,6 +17,7 @@ from features.identity.events import resolve_events
 from features.ingest.importer import ingest_file
 from features.profile.activity import message_responses
 from features.store import open_store
+from models.answers import ScoreGate
 from models.send_time import (
     SOURCES,
     QuietHours,
@@ -286,8 +287,8 @@ def test_scorer_returns_source_and_exploration():
     profiles = pd.DataFrame({"n_events": [0, 0], "as_of": [AS_OF, AS_OF]}, index=["owl", "glimpse"])
     config = SendTimeConfig(prior_strength=1.0, explore=False, quiet=QUIET)
     champion = SimpleNamespace(model=_model(), label="nhip-send-time/1")
-    scorer = Scorer(SimpleNamespace(model=None, label="p/1"), champion, profiles, 3, config,
-                    rng=np.random.default_rng(3))
+    no_purchases = pd.DataFrame(columns=["frequency", "recency", "T"], dtype=float)
+    scorer = Scorer(None, champion, profiles, no_purchases, ScoreGate(3), config, rng=np.random.default_rng(3))
     start, end = "2026-04-01T00:00", "2026-04-02T00:00"
     greedy = scorer.send_time(["owl", "glimpse", "nobody"], "zalo_oa", start, end)
     assert [r["status"] for r in greedy] == ["scored", "scored", "unknown"]

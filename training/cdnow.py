@@ -202,12 +202,20 @@ ROW_ORDER = ("model", "bgnbd", "bgnbd_expected", "recency")
 def comparison_table(result) -> pd.DataFrame:
     """Model and baseline metrics of a `PropensityResult` on the same test rows, one row each.
 
+    `model` is Nhịp as shipped: every customer answered, by the model where the gate lets it and by the
+    fallbacks elsewhere (`models.answers`); the `by source: …` rows below it split those answers.
+
     `bgnbd` is BG/NBD's P(any purchase in the horizon), a probability; `bgnbd_expected` ranks by its
     expected number of purchases (the literature's ranking) and `recency` by days since last seen: those
     two only rank, so their Brier score and log-loss are missing.
     """
     rows = {"model": result.metrics, **result.baselines}
     names = [n for n in ROW_ORDER if n in rows] + [n for n in rows if n not in ROW_ORDER]
+    # The shipped answers split by who gave them (ranking only: a source's customers alone).
+    for source, metrics in result.details.get("by_source", {}).items():
+        rows[f"by source: {source}"] = {**metrics, "rows": metrics["customers"]}
+        names.insert(names.index("model") + 1 + sum(n.startswith("by source") for n in names),
+                     f"by source: {source}")
     return pd.DataFrame({name: {k: rows[name].get(k, np.nan) for k in TABLE_COLUMNS}
                          for name in names}).T
 
@@ -219,11 +227,14 @@ def evaluate_cdnow(
     seed: int = 0,
     feature_list=None,
     progress: Callable[[datetime], None] | None = None,
+    *,
+    min_events: int,
 ) -> CdnowEvaluation:
-    """Import CDNOW into `work` and evaluate the propensity model against BG/NBD and recency.
+    """Import CDNOW into `work` and evaluate the product against BG/NBD and recency.
 
-    Every customer in the file is a buyer, so `min_events` is 1: the cohort is scored whole, as in the
-    paper. Each customer has a single identifier, so `identity` changes nothing here but is the shop's.
+    `min_events` is the shop's gate (NHIP_MIN_EVENTS_TO_SCORE): every customer is answered, the ones
+    below it by the fallbacks, so the figures are those of the product as shipped. Each customer has a
+    single identifier, so `identity` changes nothing here but is the shop's.
     """
     from features.store import open_store
     from training.propensity import DEFAULT_FEATURE_LIST, fit_propensity
@@ -232,7 +243,7 @@ def evaluate_cdnow(
     as_of = parse_as_of(AS_OF)
     with open_store(imported.store_path) as con:
         result = fit_propensity(
-            con, as_of, HORIZON_DAYS, min_events=1, identity=identity,
+            con, as_of, HORIZON_DAYS, min_events=min_events, identity=identity,
             feature_list=feature_list or DEFAULT_FEATURE_LIST,
             observed_until=parse_as_of(OBSERVED_UNTIL), progress=progress,
         )

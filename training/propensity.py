@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from features.identity.events import resolve_events
@@ -19,6 +18,7 @@ from features.profile.feature_lists import PROPENSITY_V1, WINDOW_FEATURE, Featur
 from features.profile.repeat_purchases import bgnbd_scores, fit_bgnbd, purchase_summary
 from features.profile.training_sets import rolling_as_ofs, training_set
 from features.store import event_time_range
+from models.answers import ANSWER_COLUMNS, SOURCES, UNSCORED, ScoreGate, answer_propensity
 from models.propensity import PropensityModel
 from training.errors import NotEnoughDataError
 from training.evaluate import (
@@ -151,6 +151,8 @@ class PropensityResult:
     # purchases, the literature's ranking).
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     details: dict[str, object] = field(default_factory=dict)
+    summary: pd.DataFrame | None = None  # the buyers' (frequency, recency, T) at the test snapshot
+    gate: ScoreGate | None = None
 
 
 def model_features(feature_list: FeatureList, plan: SnapshotPlan) -> tuple[str, ...]:
@@ -180,17 +182,14 @@ def build_rows(
 
 
 def bgnbd_baseline(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, horizon_days: int, customers: pd.Index,
-    never_bought_rate: float, identity: IdentityConfig,
+    summary: pd.DataFrame, horizon_days: int, customers: pd.Index, never_bought_rate: float,
 ) -> tuple[pd.Series, pd.Series, dict[str, float]]:
     """BG/NBD's P(any purchase) and expected purchase days in the horizon for `customers`, fitted on
-    the purchases up to `as_of` (no labels), and its parameters.
+    the purchase `summary` of the test snapshot (no labels), and its parameters.
 
     BG/NBD says nothing about customers who never bought: they get `never_bought_rate` (the rate
     observed on the calibration slice) as probability and 0 expected purchases.
     """
-    with resolve_events(con, as_of, identity) as events:
-        summary = purchase_summary(events)
     model = fit_bgnbd(summary)
     p_any = pd.Series(never_bought_rate, index=customers, dtype=float)
     expected = pd.Series(0.0, index=customers)
@@ -209,6 +208,27 @@ def _never_bought_rate(cal: pd.DataFrame) -> float:
     return float(longest["label"].mean()) if len(longest) else float(cal["label"].mean())
 
 
+def answer_test(model: PropensityModel, test: pd.DataFrame, summary: pd.DataFrame, horizon_days: int,
+                gate: ScoreGate) -> pd.DataFrame:
+    """The test rows with every customer's answer as shipped: score, source, status, percentile, bucket."""
+    answers = answer_propensity(model, test.set_index("customer_id"), summary, horizon_days, gate)
+    out = test.drop(columns=[c for c in ANSWER_COLUMNS if c in test.columns])
+    return out.assign(**{c: answers[c].to_numpy() for c in ANSWER_COLUMNS})
+
+
+def metrics_by_source(test: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Customers, buyers and the ranking metrics among the customers each source answered (a source
+    whose customers all share one label, or one score, has customers and buyers only)."""
+    out = {}
+    for source, rows in test[test["status"] != UNSCORED].groupby("source"):
+        entry = {"customers": float(len(rows)), "buyers": float(rows["label"].sum()),
+                 "mean_score": float(rows["score"].mean())}
+        if rows["label"].nunique() == 2 and rows["score"].nunique() > 1:
+            entry |= ranking_metrics(rows["label"], rows["score"].to_numpy())
+        out[str(source)] = entry
+    return out
+
+
 def fit_propensity(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime,
@@ -224,14 +244,18 @@ def fit_propensity(
     """Train on the rolling snapshots, calibrate on the later ones, evaluate on the latest, next to the
     recency rule and BG/NBD on the same test rows.
 
-    Rows of customers below `min_events` are left out everywhere: they are `unscored` when serving, so
-    they must not flatter or drag the metrics. Every snapshot resolves customers with `identity`.
+    The model learns and is calibrated on the rows that pass the gate (`models.answers.ScoreGate`,
+    `min_events`): the customers it will answer for. The test snapshot is the product as shipped: every
+    customer, answered by the model or by the fallback chain (`models.answers.answer_propensity`), as
+    `nhip score` and the service answer them; `metrics` are over all of them, `details["by_source"]` per
+    source. Every snapshot resolves customers with `identity`.
     """
+    gate = ScoreGate(min_events)
     plan = plan_snapshots(con, as_of, horizon_days, step_days, observed_until=observed_until)
     data = build_rows(con, plan, feature_list, identity, progress)
-    data = data[data["n_events"] >= min_events]
-    train = data[data["as_of"].isin(plan.train)]
-    cal = data[data["as_of"].isin(plan.calibration)]
+    fitted = data[gate.model_answers(data)]
+    train = fitted[fitted["as_of"].isin(plan.train)]
+    cal = fitted[fitted["as_of"].isin(plan.calibration)]
     test = data[data["as_of"] == plan.test].copy()
     if train["label"].nunique() < 2 or test["label"].nunique() < 2:
         raise NotEnoughDataError(
@@ -243,13 +267,20 @@ def fit_propensity(
         window_feature=WINDOW_FEATURE if plan.short_history else None, **params
     )
     model.fit(train[list(features)], train["label"], cal[list(features)], cal["label"])
-    test["score"] = model.predict_proba(test[list(features)])[:, 1]
+    with resolve_events(con, plan.test, identity) as events:
+        summary = purchase_summary(events)
+    test = answer_test(model, test, summary, horizon_days, gate)
+    # Unscored customers (nothing usable known: rare) have no score to measure; they are counted.
+    unscored = int((test["status"] == UNSCORED).sum())
+    test = test[test["status"] != UNSCORED].copy()
     metrics = classification_metrics(test["label"], test["score"])
     metrics["ece"] = expected_calibration_error(test["label"], test["score"])
 
-    recency = ranking_metrics(test["label"], -test["recency_days"].fillna(np.inf).to_numpy())
+    # Never active themselves (only messaged): ranked last by the rule, below the longest-silent customer.
+    days = test["recency_days"]
+    recency = ranking_metrics(test["label"], -days.fillna(days.max() + 1 if days.notna().any() else 0).to_numpy())
     p_any, expected, params_bg = bgnbd_baseline(
-        con, plan.test, horizon_days, pd.Index(test["customer_id"]), _never_bought_rate(cal), identity)
+        summary, horizon_days, pd.Index(test["customer_id"]), _never_bought_rate(cal))
     test["bgnbd_score"] = p_any.to_numpy()
     bgnbd = classification_metrics(test["label"], test["bgnbd_score"])
     bgnbd["ece"] = expected_calibration_error(test["label"], test["bgnbd_score"])
@@ -258,8 +289,11 @@ def fit_propensity(
         "bgnbd": bgnbd,
         "bgnbd_expected": ranking_metrics(test["label"], expected.to_numpy()),
     }
-    counts = {"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test)}
-    details = {"scheme": plan.scheme, "bgnbd_params": params_bg,
+    counts = {"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test),
+              **{f"test_rows_{source}": int((test["source"] == source).sum()) for source in SOURCES},
+              "test_rows_unscored": unscored}
+    details = {"scheme": plan.scheme, "bgnbd_params": params_bg, "gate": gate.describe(),
+               "by_source": metrics_by_source(test),
                "label_windows": sorted({w for d in [*plan.train, *plan.calibration]
                                         for w in plan.windows(d)})}
-    return PropensityResult(model, plan, metrics, test, counts, baselines, details)
+    return PropensityResult(model, plan, metrics, test, counts, baselines, details, summary, gate)

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment
 
-from models.propensity import score_profiles
 from nhip.clock import to_local
 from training.evaluate import calibration_table, grade, lift_curve
 from training.gate import BUCKET_NAMES
@@ -103,8 +102,7 @@ def propensity_plots(result) -> dict[str, bytes]:
 
 def propensity_buckets(result) -> pd.Series:
     """Customers of the test snapshot per High / Medium / Low bucket (what the gate checks for empties)."""
-    scored = score_profiles(result.model, result.test, min_events=0)
-    return scored["bucket"].value_counts().reindex(list(BUCKET_NAMES)).fillna(0).astype(int)
+    return result.test["bucket"].value_counts().reindex(list(BUCKET_NAMES)).fillna(0).astype(int)
 
 
 def _decision_section(verdict) -> dict[str, str]:
@@ -128,6 +126,17 @@ def _decision_section(verdict) -> dict[str, str]:
     return _section("Quyết định thăng hạng", "Promotion decision", body)
 
 
+def _source_table(result) -> pd.DataFrame:
+    """Per source: customers, buyers in the test window, mean score, and AUC where it is defined."""
+    rows = result.details.get("by_source", {})
+    return pd.DataFrame(
+        {"customers / khách": [r["customers"] for r in rows.values()],
+         "bought / đã mua": [r["buyers"] for r in rows.values()],
+         "mean score / điểm TB": [r["mean_score"] for r in rows.values()],
+         "AUC": [r.get("auc", np.nan) for r in rows.values()]},
+        index=list(rows))
+
+
 def propensity_report(result, fingerprint: dict, plots: dict[str, bytes] | None = None,
                       verdict=None) -> str:
     """Grade, metrics vs the baselines, lift, calibration, histogram, drivers, buckets, audiences."""
@@ -145,7 +154,7 @@ def propensity_report(result, fingerprint: dict, plots: dict[str, bytes] | None 
     buckets = propensity_buckets(result)
     bucket_table = pd.DataFrame({"customers / khách": buckets,
                                  "share / tỷ lệ": buckets / max(1, buckets.sum())}).rename_axis(None)
-    scored = score_profiles(result.model, test, min_events=0)
+    scored = test.reset_index(drop=True)
     ready = scored["percentile"] >= 1 - READY_TO_BUY_SHARE
     long_shots = (test["n_purchases"] > 0).to_numpy() & scored["percentile"].between(0.25, 0.65).to_numpy()
     labels = test["label"].to_numpy()
@@ -191,6 +200,12 @@ def propensity_report(result, fingerprint: dict, plots: dict[str, bytes] | None 
         _section("Nhóm điểm", "Buckets", _both(
             "Cao: bách phân vị ≥ 75; Trung bình: ≥ 50; Thấp: còn lại.",
             "High: percentile ≥ 75; Medium: ≥ 50; Low: the rest.") + _table(bucket_table, "{:.2f}")),
+        _section("Nguồn điểm", "Where the scores come from", _both(
+            f"Mô hình trả lời cho khách có {result.details.get('gate', '')}; còn lại: BG/NBD (btyd) cho khách "
+            "đã mua, tỷ lệ của cửa hàng (shop) cho khách chưa mua.",
+            f"The model answers for customers with {result.details.get('gate', '')}; the rest: BG/NBD (btyd) "
+            "for buyers, the shop's rate (shop) for people who never bought.")
+            + _table(_source_table(result), "{:.3f}")),
         _section("Tệp khách gợi ý", "Suggested audiences", _table(audiences, "{:.2f}")),
     ]
     if verdict is not None:

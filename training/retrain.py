@@ -20,6 +20,7 @@ from features.profile.feature_lists import PROPENSITY_V1
 from features.profile.training_sets import training_set
 from features.store import event_time_range, fingerprint, open_store
 from features.vectors.config import VectorConfig
+from models.answers import ScoreGate
 from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
 from nhip.clock import parse_as_of, to_local
 from training import registry
@@ -106,11 +107,12 @@ def check_new_events(con, champions: dict[str, registry.ChampionRun | None], unt
 
 def check_label_rate(con, plan: RetrainPlan, min_events: int, low: float, high: float,
                      identity: IdentityConfig) -> CheckResult:
-    """Share of the test snapshot's scorable customers who bought within the horizon after it."""
+    """Share of the test snapshot's customers the model answers for who bought within the horizon after it."""
     rows = training_set(con, [plan.propensity_as_of], plan.horizon_days, PROPENSITY_V1, identity)
-    rows = rows[rows["n_events"] >= min_events]
+    gate = ScoreGate(min_events)
+    rows = rows[gate.model_answers(rows)]
     if rows.empty:
-        return CheckResult("label rate", False, f"no customer with ≥ {min_events} events on the "
+        return CheckResult("label rate", False, f"no customer with {gate.describe()} on the "
                            f"{to_local(plan.propensity_as_of):%Y-%m-%d} test snapshot")
     rate = float(rows["label"].mean())
     passed = low <= rate <= high

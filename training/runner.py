@@ -18,8 +18,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
-
 from features.identity.graph import IdentityConfig
 from features.store import fingerprint, open_store
 from models.names import PROPENSITY_MODEL, SEND_TIME_MODEL
@@ -35,7 +33,7 @@ from training.gate import (
     deltas,
     sanity_failures,
 )
-from training.propensity import fit_propensity
+from training.propensity import answer_test, fit_propensity
 from training.send_time import fit_send_time, holdout_auc, send_time_inputs
 
 # What the send-time model learns from, versioned like a feature list (v2: `message_responses`, sends with
@@ -141,9 +139,10 @@ def _verdict(candidate: dict, champion, champion_metrics: dict | None, failures:
                    champion.version if champion else None, deltas(candidate, champion_metrics))
 
 
-def _propensity_champion_metrics(mlflow, champion, test: pd.DataFrame, as_of: datetime,
+def _propensity_champion_metrics(mlflow, champion, result, as_of: datetime,
                                  horizon_days: int) -> tuple[dict | None, list[str]]:
     """The champion's metrics on the candidate's test snapshot, or why it cannot be scored there."""
+    test = result.test
     if champion is None:
         return None, []
     label = f"the champion (version {champion.version})"
@@ -157,7 +156,8 @@ def _propensity_champion_metrics(mlflow, champion, test: pd.DataFrame, as_of: da
     missing = [f for f in model.features_ if f not in test.columns]
     if missing:
         return None, [f"{label} needs features this candidate's test snapshot lacks: {missing[:5]}"]
-    p = model.predict_proba(test)[:, 1]
+    # Scored as it would be served: the champion where the gate lets it answer, the same fallbacks elsewhere.
+    p = answer_test(model, test, result.summary, horizon_days, result.gate)["score"].to_numpy()
     metrics = classification_metrics(test["label"], p)
     metrics["ece"] = expected_calibration_error(test["label"], p)
     return metrics, []
@@ -169,8 +169,12 @@ def train_propensity(
     horizon_days: int,
     step_days: int = 14,
     progress: Callable[[datetime], None] | None = None,
+    observed_until: datetime | None = None,
 ) -> RunOutcome:
-    """Fit the propensity model tested on the `as_of` snapshot, log it, register it, let the gate decide."""
+    """Fit the propensity model tested on the `as_of` snapshot, log it, register it, let the gate decide.
+
+    `observed_until` is the end of the data the run may read (`nhip train propensity --as-of`; default
+    the last event): the test snapshot's purchase window must end by then."""
     from models.pyfunc import PropensityPyfunc
     from training.report import propensity_buckets, propensity_plots, propensity_report
 
@@ -178,7 +182,8 @@ def train_propensity(
     with open_store(config.store_path) as con:
         data = {**fingerprint(con), "as_of": str(as_of)}
         result = fit_propensity(
-            con, as_of, horizon_days, config.min_events_to_score, config.identity, step_days, progress=progress
+            con, as_of, horizon_days, config.min_events_to_score, config.identity, step_days, progress=progress,
+            observed_until=observed_until,
         )
     data |= result.row_counts
     model, test = result.model, result.test
@@ -187,7 +192,7 @@ def train_propensity(
     buckets = propensity_buckets(result)
     failures = sanity_failures(result.metrics, PROPENSITY_REQUIRED, buckets.to_dict(), config.gate.max_ece)
     champion = registry.champion_run(mlflow.MlflowClient(), PROPENSITY_MODEL)
-    champion_metrics, blockers = _propensity_champion_metrics(mlflow, champion, test, as_of, horizon_days)
+    champion_metrics, blockers = _propensity_champion_metrics(mlflow, champion, result, as_of, horizon_days)
     verdict = _verdict(result.metrics, champion, champion_metrics, failures + blockers, config.gate.margin, "auc")
 
     plots = propensity_plots(result)
@@ -197,6 +202,7 @@ def train_propensity(
             {
                 **{k: v for k, v in model.get_params().items() if k != "features"},
                 "as_of": as_of.isoformat(),
+                "data_until": observed_until.isoformat() if observed_until else "the last event",
                 "step_days": step_days,
                 "train_as_ofs": ",".join(d.date().isoformat() for d in result.plan.train),
                 "calibration_as_of": result.plan.calibrate.isoformat(),

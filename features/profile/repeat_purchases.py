@@ -15,15 +15,12 @@ import numpy as np
 import pandas as pd
 
 from features.identity.events import ResolvedEvents
-from models.bgnbd import BGNBD
+from models.bgnbd import BGNBD, fit_if_enough
 from nhip.clock import LOCAL_OFFSET_HOURS, sql_local
 
 SUMMARY_COLUMNS = ("frequency", "recency", "T")
 BGNBD_FEATURES = ("bgnbd_p_alive", "bgnbd_expected_h", "bgnbd_p_any_h")
 
-# At least this many buyers (and some repeat buyers) before a BG/NBD fit is trusted; fewer give
-# parameters that swing from one snapshot to the next, and the features are left missing instead.
-MIN_BUYERS = 50
 
 
 def purchase_summary(events: ResolvedEvents) -> pd.DataFrame:
@@ -53,9 +50,7 @@ def purchase_summary(events: ResolvedEvents) -> pd.DataFrame:
 
 def fit_bgnbd(summary: pd.DataFrame) -> BGNBD | None:
     """BG/NBD fitted on a summary, or None when there are too few buyers or no repeat buyer at all."""
-    if len(summary) < MIN_BUYERS or not (summary["frequency"] > 0).any():
-        return None
-    return BGNBD().fit(summary["frequency"], summary["recency"], summary["T"])
+    return fit_if_enough(summary["frequency"], summary["recency"], summary["T"])
 
 
 def bgnbd_scores(model: BGNBD, summary: pd.DataFrame, horizon_days: float) -> pd.DataFrame:

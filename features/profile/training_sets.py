@@ -24,6 +24,9 @@ from features.profile.labels import first_purchases
 from features.profile.repeat_purchases import BGNBD_FEATURES, bgnbd_features
 from features.profile.wide import build_profiles
 
+# Profile columns every row carries whatever the feature list: the gate and the fallbacks' inputs.
+CONTEXT_COLUMNS = ("n_events", "tenure_days", "n_purchases", "recency_days")
+
 
 def training_set(
     con: duckdb.DuckDBPyConnection,
@@ -45,7 +48,8 @@ def training_set(
     past it is an error rather than a label that silently misses purchases. BG/NBD features of the
     list are fitted on each snapshot's own purchases (`features.profile.repeat_purchases`).
     """
-    wanted = list(feature_list.features)
+    # Besides the model's inputs, what the answer chain and the baselines read (`models.answers`).
+    wanted = list(dict.fromkeys([*feature_list.features, *CONTEXT_COLUMNS]))
     with_bgnbd = [f for f in wanted if f in BGNBD_FEATURES]
     frames = []
     for as_of in as_ofs:

@@ -1,0 +1,136 @@
+"""A propensity answer for every known customer, and where each one came from.
+
+The champion answers where the customer has what it needs; an explicit chain answers the rest, each
+answer naming its `source`:
+
+- `model`: the propensity champion, for customers that pass the gate (`ScoreGate`: at least
+  NHIP_MIN_EVENTS_TO_SCORE events by the as-of). The gate is this one rule, used by training (which
+  rows the model learns and is tested on), `nhip score`, the service and the report.
+- `btyd`: BG/NBD's P(any purchase within the horizon) for buyers the model does not answer for (below
+  the gate, or no champion yet). It needs no labels, only each buyer's (frequency, recency, T), and
+  at least `models.bgnbd.MIN_BUYERS` buyers to fit on.
+- `shop`: the shop's own rate for everyone else (people with no purchase, or a shop too small for
+  BG/NBD): the share of customers already known one horizon before the as-of, and not buyers by then,
+  who made a first purchase within that horizon. One number, read off the history, no model.
+- `unscored`: only when none of these can be computed (no purchase in the shop at all, or no customer
+  known a whole horizon before the as-of); the answer's `reason` says which.
+
+Percentile and bucket rank every answered customer together, whatever the source, so "High" means the
+top quarter of the shop's customers, not of the ones the model happened to answer for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.bgnbd import fit_if_enough
+
+SOURCES = ("model", "btyd", "shop")
+UNSCORED = "unscored"
+BUCKETS = (("High", 0.75), ("Medium", 0.50), ("Low", 0.0))
+ANSWER_COLUMNS = ("score", "source", "status", "reason", "percentile", "bucket")
+
+
+@dataclass(frozen=True)
+class ScoreGate:
+    """Who the propensity model answers for: customers with at least `min_events` events by the as-of
+    (NHIP_MIN_EVENTS_TO_SCORE). Below it the fallback chain answers."""
+
+    min_events: int
+
+    def model_answers(self, profiles: pd.DataFrame) -> np.ndarray:
+        """A boolean per row of `profiles` (which carry `n_events`)."""
+        return profiles["n_events"].to_numpy(dtype=float, na_value=0) >= self.min_events
+
+    def describe(self) -> str:
+        return f"at least {self.min_events} event{'s' if self.min_events != 1 else ''} (NHIP_MIN_EVENTS_TO_SCORE)"
+
+
+def bucket_for(percentile: float) -> str:
+    """High / Medium / Low by percentile among answered customers (0.75 and 0.50 cut points)."""
+    for name, cut in BUCKETS:
+        if percentile >= cut:
+            return name
+    return BUCKETS[-1][0]
+
+
+@dataclass(frozen=True)
+class ShopRate:
+    """The shop's rate of first purchases within a horizon, and what it was measured on (or why not)."""
+
+    rate: float | None
+    customers: int  # non-buyers known one horizon before the as-of: the denominator
+    reason: str | None = None
+
+
+def shop_rate(profiles: pd.DataFrame, summary: pd.DataFrame, horizon_days: float) -> ShopRate:
+    """P(first purchase within `horizon_days`) for someone who has not bought, from the history alone.
+
+    Counted one horizon back: the customers known then (`tenure_days` ≥ horizon) who had not bought by
+    then (no purchase, or a first purchase less than a horizon ago: summary `T` < horizon), and of
+    them the share that bought since. `summary` holds the buyers' (frequency, recency, T) in days.
+    """
+    if summary.empty:
+        return ShopRate(None, 0, "the shop has no purchases yet: nothing to estimate a rate from")
+    tenure = profiles["tenure_days"].astype(float)
+    first_purchase_ago = summary["T"].reindex(profiles.index).astype(float)
+    known_then = tenure >= horizon_days
+    bought_before = first_purchase_ago >= horizon_days  # NaN (never bought) compares False
+    at_risk = known_then & ~bought_before
+    converted = at_risk & first_purchase_ago.notna()
+    n = int(at_risk.sum())
+    if n == 0:
+        return ShopRate(None, 0, f"no customer who had not bought was known {horizon_days:g} days before the "
+                                 "as-of: the shop's history is shorter than the horizon")
+    return ShopRate(float(converted.sum()) / n, n)
+
+
+def btyd_scores(summary: pd.DataFrame, horizon_days: float) -> tuple[pd.Series | None, str | None]:
+    """BG/NBD's P(any purchase in the next `horizon_days`) per buyer of `summary`, or None and why."""
+    model = fit_if_enough(summary["frequency"], summary["recency"], summary["T"])
+    if model is None:
+        return None, "too few buyers (or no repeat buyer) to fit BG/NBD"
+    p = model.p_any_purchase(horizon_days, summary["frequency"], summary["recency"], summary["T"])
+    return pd.Series(p, index=summary.index, dtype=float), None
+
+
+def answer_propensity(
+    model, profiles: pd.DataFrame, summary: pd.DataFrame, horizon_days: float, gate: ScoreGate,
+) -> pd.DataFrame:
+    """`ANSWER_COLUMNS` for every customer of `profiles` (indexed by customer_id).
+
+    `model` is the propensity champion's estimator, or None (no champion yet: the chain answers for
+    everyone). `summary` is the buyers' purchase summary as of the same instant as `profiles`.
+    """
+    n = len(profiles)
+    score = np.full(n, np.nan)
+    source = np.full(n, None, dtype=object)
+    reason = np.full(n, None, dtype=object)
+    if model is not None and n:
+        by_model = gate.model_answers(profiles)
+        if by_model.any():
+            score[by_model] = model.predict_proba(profiles[by_model])[:, 1]
+            source[by_model] = "model"
+    todo = np.isnan(score)
+    if todo.any():
+        btyd, _ = btyd_scores(summary, horizon_days) if len(summary) else (None, "no buyers")
+        if btyd is not None:
+            p = btyd.reindex(profiles.index).to_numpy(dtype=float)
+            use = todo & ~np.isnan(p)
+            score[use], source[use] = p[use], "btyd"
+            todo &= ~use
+    if todo.any():
+        rate = shop_rate(profiles, summary, horizon_days)
+        if rate.rate is not None:
+            score[todo], source[todo] = rate.rate, "shop"
+        else:
+            reason[todo] = rate.reason
+    out = pd.DataFrame({"score": score, "source": source, "reason": reason}, index=profiles.index)
+    answered = out["score"].notna()
+    out["status"] = np.where(answered, "scored", UNSCORED)
+    out["percentile"] = out["score"].rank(pct=True, method="average")
+    out["bucket"] = [bucket_for(p) if p == p else UNSCORED for p in out["percentile"].to_numpy()]
+    return out[list(ANSWER_COLUMNS)]

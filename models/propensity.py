@@ -93,7 +93,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         self.calibrator_ = None
         if X_cal is not None and len(X_cal):
-            raw = self._booster_proba(self._matrix(X_cal))
+            raw = self._booster_proba(self._array(X_cal))
             y_cal = np.asarray(y_cal).astype(int)
             if self.calibration == "isotonic":
                 self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1)
@@ -128,14 +128,30 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         state.pop("compile_error_", None)
         return state
 
-    def _booster_proba(self, matrix: pd.DataFrame) -> np.ndarray:
+    def _array(self, X: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+        """The model's inputs as one C-ordered float64 matrix, built column by column (a whole shop's
+        profiles hold ~140 columns; only these are copied), for the rows of the boolean mask `rows`."""
+        n = len(X) if rows is None else int(rows.sum())
+        out = np.empty((n, len(self.features_)))
+        for j, name in enumerate(self.features_):
+            if name == self.window_feature and name not in X.columns:
+                out[:, j] = float(self.horizon_days)  # a prediction is for the full horizon
+                continue
+            if name not in X.columns:
+                raise ValueError(f"missing feature columns: {[f for f in self.features_ if f not in X.columns]}")
+            column = X[name].to_numpy(dtype=np.float64, na_value=np.nan)
+            out[:, j] = column if rows is None else column[rows]
+        return out
+
+    def _booster_proba(self, matrix: np.ndarray) -> np.ndarray:
         trees = getattr(self, "trees_", None)
         if trees is not None:
-            return trees.predict(matrix.to_numpy(dtype=np.float64))
-        return self.booster_.predict_proba(matrix)[:, 1]
+            return trees.predict(matrix)
+        return self.booster_.booster_.predict(matrix)  # the raw Booster: P(class 1) for a binary model
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        raw = self._booster_proba(self._matrix(X))
+    def predict_proba(self, X: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+        """[P(0), P(1)] per row of `X`, or per row of the boolean mask `rows`."""
+        raw = self._booster_proba(self._array(X, rows))
         if isinstance(self.calibrator_, IsotonicRegression):
             p = self.calibrator_.predict(raw)
         elif self.calibrator_ is not None:

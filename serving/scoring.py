@@ -109,8 +109,8 @@ class Scorer:
                 "score": float(row["score"]) if scored else None,
                 "percentile": float(row["percentile"]) if scored else None,
                 "bucket": row["bucket"],
-                "source": row["source"],
-                "error": row["reason"],
+                "source": row["source"] if scored else None,
+                "error": row["reason"] if isinstance(row["reason"], str) else None,
             })
         return out
 

@@ -151,7 +151,8 @@ def test_every_evaluation_carries_the_baselines(shop):
     with open_store(shop) as con:
         result = fit_propensity(con, LONG_AS_OF, LONG_H, min_events=3, identity=IDENTITY)
     assert not result.plan.short_history and WINDOW_FEATURE not in result.model.features_
-    assert set(result.baselines) == {"recency", "bgnbd", "bgnbd_expected"}
+    assert set(result.baselines) == {"recency", "bgnbd", "bgnbd_expected", "rfm_logit"}
+    assert 0.5 < result.baselines["rfm_logit"]["auc"] < 1 and 0 <= result.baselines["rfm_logit"]["ece"] < 0.2
     bgnbd = result.baselines["bgnbd"]
     for metric in ("auc", "pr_auc", "lift_top_decile", "brier", "log_loss", "ece"):
         assert np.isfinite(bgnbd[metric]), metric

@@ -196,7 +196,7 @@ class CdnowEvaluation:
     details: dict[str, object] = field(default_factory=dict)
 
 
-ROW_ORDER = ("model", "bgnbd", "bgnbd_expected", "recency")
+ROW_ORDER = ("model", "bgnbd", "bgnbd_expected", "rfm_logit", "recency")
 
 
 def comparison_table(result) -> pd.DataFrame:

@@ -110,6 +110,10 @@ def test_missing_lifetimes_says_how_to_install_it(monkeypatch):
 def test_evaluate_cdnow_command_on_a_sample(installed, workspace, tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "cdnow", "--work", str(tmp_path / "cd"), "--sample", "600"])
     assert result.exit_code == 0, result.output
+    # Again in the same folder: the store is rebuilt, not appended to or tripped over.
+    again = CliRunner().invoke(app, ["evaluate", "cdnow", "--work", str(tmp_path / "cd"), "--sample", "600"])
+    assert again.exit_code == 0, again.output
+    assert "accepted" in again.output and "duplicates 0" in again.output
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in result.output.splitlines() if line.startswith("| ") and not line.startswith("| |")}
     assert {"model", "bgnbd", "bgnbd_expected", "recency"} <= set(rows)

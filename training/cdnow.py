@@ -17,6 +17,7 @@ longer than the horizon, so this is also the test of the short-history scheme of
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -170,8 +171,7 @@ def import_cdnow(work: Path, sample: int | None = None, seed: int = 0, source: P
     events = work / "cdnow_events.jsonl"
     conversion = convert(source, events, customers)
     store = work / "store"
-    for stale in (store, store.with_suffix(".duckdb.wal")):
-        stale.unlink(missing_ok=True)
+    shutil.rmtree(store, ignore_errors=True)  # a segment store is a folder
     report = ingest_file(events, store, source=SOURCE)
     return CdnowImport(store, conversion, report)
 

@@ -97,7 +97,7 @@ def scenario(con, data, as_of, horizon_days: int, feature_lists: list[str]) -> t
     identity = resolve_graph(con, first.plan.test, IDENTITY).identity
     person = customer_persons(identity, data.identities).reindex(test["customer_id"]).to_numpy()
     oracle = oracle_probability(data.truth, first.plan.test, horizon_days).reindex(person).to_numpy()
-    known = ~pd.isna(person)
+    known = ~pd.isna(person) & ~np.isnan(oracle.astype(float))  # a customer the truth file describes
     fragments = pd.Series(person[known]).map(pd.Series(person[known]).value_counts()).to_numpy()
     alone = np.zeros(len(test), dtype=bool)
     alone[np.flatnonzero(known)[fragments == 1]] = True

@@ -35,7 +35,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two workers; a file's tests share one
 
 clean:
 	rm -rf var mlruns/mlflow.db mlruns/artifacts reports $(DEMO)

@@ -1,12 +1,15 @@
-"""Propensity vs BG/NBD vs recency on CDNOW, Fader, Hardie & Lee's (2005) split, as a markdown table.
+"""The product as shipped vs BG/NBD, an RFM logistic regression and recency on CDNOW, as a markdown table.
 
-    python benchmarks/cdnow.py [--work DIR] [--sample N] [--feature-lists propensity_v1,propensity_v3]
+    python benchmarks/cdnow.py [--split fhl|later] [--work DIR] [--sample N] [--feature-lists LIST,LIST]
 
 The same code as `nhip evaluate cdnow` (training/cdnow.py): CDNOW_master.txt from the installed lifetimes
-wheel → canonical events → ingest → `fit_propensity` as of the end of 1997-09-30, label "any purchase
-in the next 273 days". One model row per feature list; the baselines do not depend on it and are shown
-once. `bgnbd` is BG/NBD's P(any purchase), `bgnbd_expected` ranks by its expected purchases, `recency`
-by days since the last purchase; the last two only rank (no Brier score or log-loss).
+wheel → canonical events → ingest → `fit_propensity` with the shipped settings. Splits
+(`training.cdnow.SPLITS`): `fhl`, Fader, Hardie & Lee's, as of the end of 1997-09-30, label "any purchase
+in the next 273 days"; `later`, as of the end of 1998-03-31, 91 days. One model row per feature list
+(every customer answered; the `by source` rows split them); the baselines do not depend on it and are
+shown once. `bgnbd` is BG/NBD's P(any purchase), `bgnbd_expected` ranks by its expected purchases,
+`rfm_logit` is a logistic regression on RFM and tenure fitted on the earlier calibration snapshot,
+`recency` ranks by days since the last purchase; `bgnbd_expected` and `recency` only rank.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.shipped import SHIPPED  # noqa: E402
 from features.profile.feature_lists import get_feature_list  # noqa: E402
-from training.cdnow import evaluate_cdnow, markdown_table  # noqa: E402
+from training.cdnow import SPLITS, evaluate_cdnow, markdown_table  # noqa: E402
 
 
 def main() -> None:
@@ -33,6 +36,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--sample", type=int, help="only N customers, drawn at random (seeded)")
     parser.add_argument("--feature-lists", default="propensity_v1,propensity_v3")
+    parser.add_argument("--split", default="fhl", choices=sorted(SPLITS))
     args = parser.parse_args()
 
     names = [n.strip() for n in args.feature_lists.split(",") if n.strip()]
@@ -42,7 +46,7 @@ def main() -> None:
         for name in names:
             started = time.perf_counter()
             result = evaluate_cdnow(work, SHIPPED.identity, sample=args.sample, feature_list=get_feature_list(name),
-                                    min_events=SHIPPED.min_events_to_score)
+                                    min_events=SHIPPED.min_events_to_score, split=args.split)
             seconds = time.perf_counter() - started
             rows[f"model ({name})"] = result.table.loc["model"]
             print(f"{name}: {seconds:.0f} s, rows {result.row_counts}", file=sys.stderr)
@@ -54,7 +58,8 @@ def main() -> None:
     print(f"CDNOW: {report.rows_read:,} lines read, {report.accepted:,} accepted, {report.duplicates:,} "
           f"duplicates, {report.quarantined:,} quarantined; "
           f"{first.imported.conversion.customers:,} customers")
-    print(f"as of the end of 1997-09-30, horizon 273 days; {plan.scheme}; {len(plan.train)} training + "
+    _, horizon_days, last_day = SPLITS[args.split]
+    print(f"as of the end of {last_day}, horizon {horizon_days} days; {plan.scheme}; {len(plan.train)} training + "
           f"{len(plan.calibration)} calibration snapshots")
     print("BG/NBD (days): " + ", ".join(f"{k}={v:.4g}" for k, v in first.bgnbd_params.items()))
     print()

@@ -616,15 +616,16 @@ def evaluate_cdnow_command(
     sample: int | None = typer.Option(None, "--sample", help="only N customers, drawn at random (seeded)"),
     feature_list: str | None = typer.Option(
         None, "--feature-list", help="e.g. propensity_v3; default: what `nhip train propensity` uses"),
+    split: str = typer.Option("fhl", "--split", help="fhl (Fader, Hardie & Lee: 1997-09-30, 273 days) or "
+                              "later (1998-03-31, 91 days)"),
 ):
-    """CDNOW, split as Fader, Hardie & Lee (2005): our model vs BG/NBD vs the recency rule."""
+    """CDNOW: the product as shipped vs BG/NBD, an RFM logistic regression and the recency rule."""
     from features.profile.feature_lists import get_feature_list
-    from training.cdnow import (
-        CALIBRATION_LAST_DAY,
-        HORIZON_DAYS,
-        evaluate_cdnow,
-        markdown_table,
-    )
+    from training.cdnow import SPLITS, evaluate_cdnow, markdown_table
+
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    _, horizon_days, last_day = SPLITS[split]
 
     if sample is not None and sample < 1:
         raise UserError("--sample must be positive")
@@ -634,7 +635,7 @@ def evaluate_cdnow_command(
     with _progress() as progress:
         task = progress.add_task("importing CDNOW", total=None)
         result = evaluate_cdnow(folder, settings.identity, sample=sample, feature_list=chosen,
-                                min_events=settings.min_events_to_score,
+                                min_events=settings.min_events_to_score, split=split,
                                 progress=lambda d: progress.update(task, advance=1,
                                                                    description=f"snapshot {d:%Y-%m-%d}"))
     report, plan = result.imported.report, result.details["plan"]
@@ -642,7 +643,7 @@ def evaluate_cdnow_command(
         f"CDNOW: {result.imported.conversion.lines:,} lines → read {report.rows_read:,}  accepted "
         f"{report.accepted:,}  duplicates {report.duplicates:,}  quarantined {report.quarantined:,} "
         f"({result.imported.conversion.customers:,} customers) in {result.imported.store_path}",
-        f"as of the end of {CALIBRATION_LAST_DAY}, purchases in the next {HORIZON_DAYS} days; "
+        f"as of the end of {last_day}, purchases in the next {horizon_days} days; "
         f"{plan.scheme}; {len(plan.train)} training + {len(plan.calibration)} calibration snapshots; "
         f"feature list {result.feature_list}",
         "BG/NBD (days): " + ", ".join(f"{k}={v:.4g}" for k, v in result.bgnbd_params.items()),

@@ -144,3 +144,15 @@ def test_model_beats_bgnbd_on_the_full_cdnow_split(installed, tmp_path):
         assert table.loc["model", metric] > table.loc["bgnbd", metric]
         assert table.loc["model", metric] > table.loc["bgnbd_expected", metric]
     assert table.loc["model", "rows"] == 23_570
+
+
+def test_an_unknown_split_is_a_clear_error(workspace, tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", "cdnow", "--work", str(tmp_path / "cd"), "--split", "bogus"])
+    assert result.exit_code == 1 and "--split must be one of fhl, later" in " ".join(result.output.split())
+
+
+def test_the_later_split_reads_no_purchase_after_the_file_ends(installed, workspace, tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", "cdnow", "--work", str(tmp_path / "cd"), "--sample", "600",
+                                      "--split", "later"])
+    assert result.exit_code == 0, result.output
+    assert "as of the end of 1998-03-31, purchases in the next 91 days" in " ".join(result.output.split())

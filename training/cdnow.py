@@ -37,6 +37,9 @@ SOURCE = "cdnow"
 CALIBRATION_LAST_DAY = "1997-09-30"
 AS_OF = "1997-10-01"  # a bare date is 00:00 that day: every purchase of 1997-09-30 is before it
 HORIZON_DAYS = 273
+# A later split (the one the propensity issue was filed on): as of the end of 1998-03-31, purchases in
+# the 91 days to the end of the file. By name: (as-of instant, horizon days, its last calibration day).
+SPLITS = {"fhl": (AS_OF, HORIZON_DAYS, CALIBRATION_LAST_DAY), "later": ("1998-04-01", 91, "1998-03-31")}
 # The file's documented end of observation: the end of 1998-06-30.
 OBSERVED_UNTIL = "1998-07-01"
 # The file has dates only; a purchase is put at midday (store time), so a bare as-of date cuts between
@@ -229,21 +232,26 @@ def evaluate_cdnow(
     progress: Callable[[datetime], None] | None = None,
     *,
     min_events: int,
+    split: str = "fhl",
 ) -> CdnowEvaluation:
     """Import CDNOW into `work` and evaluate the product against BG/NBD and recency.
 
     `min_events` is the shop's gate (NHIP_MIN_EVENTS_TO_SCORE): every customer is answered, the ones
     below it by the fallbacks, so the figures are those of the product as shipped. Each customer has a
-    single identifier, so `identity` changes nothing here but is the shop's.
+    single identifier, so `identity` changes nothing here but is the shop's. `split` is a name of
+    `SPLITS`: Fader, Hardie & Lee's (`fhl`, the default) or a later one.
     """
     from features.store import open_store
     from training.propensity import DEFAULT_FEATURE_LIST, fit_propensity
 
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    split_as_of, horizon_days, _ = SPLITS[split]
     imported = import_cdnow(work, sample, seed)
-    as_of = parse_as_of(AS_OF)
+    as_of = parse_as_of(split_as_of)
     with open_store(imported.store_path) as con:
         result = fit_propensity(
-            con, as_of, HORIZON_DAYS, min_events=min_events, identity=identity,
+            con, as_of, horizon_days, min_events=min_events, identity=identity,
             feature_list=feature_list or DEFAULT_FEATURE_LIST,
             observed_until=parse_as_of(OBSERVED_UNTIL), progress=progress,
         )

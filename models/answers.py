@@ -111,8 +111,8 @@ def answer_propensity(
 
     `model` is the propensity champion's estimator, or None (no champion yet: the chain answers for
     everyone). `summary` is the buyers' purchase summary as of the same instant as `profiles`.
-    Written for a whole shop at once (a million customers in a few seconds): numpy arrays throughout,
-    the summary aligned to the profiles once.
+    Written for a whole shop at once (a million customers in about two seconds): numpy arrays
+    throughout, and the summary looked up only for the customers the model leaves.
     """
     n = len(profiles)
     score = np.full(n, np.nan)

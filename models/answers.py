@@ -49,16 +49,9 @@ class ScoreGate:
         return f"at least {self.min_events} event{'s' if self.min_events != 1 else ''} (NHIP_MIN_EVENTS_TO_SCORE)"
 
 
-def bucket_for(percentile: float) -> str:
-    """High / Medium / Low by percentile among answered customers (0.75 and 0.50 cut points)."""
-    for name, cut in BUCKETS:
-        if percentile >= cut:
-            return name
-    return BUCKETS[-1][0]
-
-
 def buckets_for(percentiles: np.ndarray) -> np.ndarray:
-    """`bucket_for` over an array at once; `UNSCORED` where the percentile is missing."""
+    """High / Medium / Low per percentile among answered customers (0.75 and 0.50 cut points);
+    `UNSCORED` where the percentile is missing."""
     names = [name for name, _ in BUCKETS]
     conditions = [percentiles >= cut for _, cut in BUCKETS]
     return np.select(conditions, names, default=UNSCORED).astype(object)

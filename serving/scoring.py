@@ -85,7 +85,15 @@ class Scorer:
         return champion
 
     def propensity_unavailable(self) -> str | None:
-        """Why /propensity cannot answer anyone (no champion, and no fallback can answer), else None."""
+        """Why /propensity cannot answer anyone (no champion, and no fallback can answer), else None.
+
+        Asked on every /propensity request and readiness check; the answers never change, so it is
+        worked out once."""
+        if not hasattr(self, "_unavailable"):
+            self._unavailable = self._why_propensity_unavailable()
+        return self._unavailable
+
+    def _why_propensity_unavailable(self) -> str | None:
         if self.propensity_champion is not None or (self.scores["status"] == "scored").any():
             return None
         why = self.missing.get("propensity", "no propensity champion is loaded")

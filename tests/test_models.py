@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.answers import bucket_for
+from models.answers import buckets_for
 from models.propensity import PropensityModel
 from models.send_time import SendTimeModel
 from nhip.clock import hour_of_week
@@ -42,7 +42,7 @@ def test_propensity_refuses_one_class_labels():
 
 @pytest.mark.parametrize("pct,bucket", [(0.99, "High"), (0.75, "High"), (0.6, "Medium"), (0.1, "Low")])
 def test_buckets(pct, bucket):
-    assert bucket_for(pct) == bucket
+    assert buckets_for(np.array([pct]))[0] == bucket
 
 
 def _sends() -> pd.DataFrame:

@@ -62,6 +62,7 @@ def main() -> None:
     print(f"as of the end of {last_day}, horizon {horizon_days} days; {plan.scheme}; {len(plan.train)} training + "
           f"{len(plan.calibration)} calibration snapshots")
     print("BG/NBD (days): " + ", ".join(f"{k}={v:.4g}" for k, v in first.bgnbd_params.items()))
+    print("Pareto/NBD (days): " + ", ".join(f"{k}={v:.4g}" for k, v in first.pareto_nbd_params.items()))
     print()
     print(markdown_table(table))
 

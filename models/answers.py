@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models import paretonbd
 from models.bgnbd import fit_if_enough
 
 SOURCES = ("model", "btyd", "shop")
@@ -97,13 +98,30 @@ def btyd_scores(summary: pd.DataFrame, horizon_days: float) -> tuple[pd.Series |
     return pd.Series(p, index=summary.index, dtype=float), None
 
 
+def blend_input(model, profiles: pd.DataFrame, summary: pd.DataFrame, horizon_days: float,
+                pareto: paretonbd.ParetoNBD | None = None) -> tuple[np.ndarray | None, str | None]:
+    """The model's BTYD blend input for every customer of `profiles` (None when it has no blend), or
+    None and why it cannot be computed. `pareto` is Pareto/NBD fitted on `summary` (fitted here when
+    not given)."""
+    if model is None or not getattr(model, "blend_feature", None):
+        return None, None
+    if pareto is None and len(summary):
+        pareto = paretonbd.fit_if_enough(summary["frequency"], summary["recency"], summary["T"])
+    if pareto is None:
+        return None, "too few buyers to fit Pareto/NBD, which the propensity model blends in"
+    return paretonbd.expected_for(pareto, summary, profiles.index, horizon_days), None
+
+
 def answer_propensity(
     model, profiles: pd.DataFrame, summary: pd.DataFrame, horizon_days: float, gate: ScoreGate,
+    pareto: paretonbd.ParetoNBD | None = None,
 ) -> pd.DataFrame:
     """`ANSWER_COLUMNS` for every customer of `profiles` (indexed by customer_id).
 
     `model` is the propensity champion's estimator, or None (no champion yet: the chain answers for
-    everyone). `summary` is the buyers' purchase summary as of the same instant as `profiles`.
+    everyone). `summary` is the buyers' purchase summary as of the same instant as `profiles`; `pareto`
+    the Pareto/NBD fitted on it, when the caller has one (the model's blend input, `blend_input`). A
+    model whose blend input cannot be computed leaves every customer to the chain.
     Written for a whole shop at once (a million customers in about two seconds): numpy arrays
     throughout, and the summary looked up only for the customers the model leaves.
     """
@@ -111,10 +129,12 @@ def answer_propensity(
     score = np.full(n, np.nan)
     source = np.zeros(n, dtype=np.int8)  # 0: none yet, else 1 + index in SOURCES
     reason = None
-    if model is not None and n:
+    blend, blend_missing = blend_input(model, profiles, summary, horizon_days, pareto) if n else (None, None)
+    if model is not None and n and blend_missing is None:
         by_model = gate.model_answers(profiles)
         if by_model.any():
-            score[by_model] = model.predict_proba(profiles, rows=None if by_model.all() else by_model)[:, 1]
+            score[by_model] = model.predict_proba(profiles, rows=None if by_model.all() else by_model,
+                                                  blend=blend)[:, 1]
             source[by_model] = 1
     todo = np.isnan(score)
     if todo.any():

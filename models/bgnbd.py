@@ -92,66 +92,61 @@ def _check(frequency, recency, T) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, t_x, T
 
 
-class BGNBD:
-    """BG/NBD fitted by maximum likelihood.
+class BTYDModel:
+    """What BG/NBD and Pareto/NBD share: maximum-likelihood fitting over (frequency, recency, T) and
+    the fitted parameters. A subclass names its parameters (`PARAMS`), its per-customer likelihood, the
+    parameters with a time unit and the optimiser's starts.
 
     `penalizer` adds `penalizer · Σ params²` to the negative mean log-likelihood (0 = plain MLE, as in the
-    paper); a small value keeps the optimiser away from degenerate corners on tiny cohorts.
+    papers); a small value keeps the optimiser away from degenerate corners on tiny cohorts.
     """
+
+    PARAMS: tuple[str, ...] = ()
+    TIME_PARAMS: tuple[int, ...] = ()
+    STARTS: tuple[tuple[float, ...], ...] = ()
+    SIMPLEX_FIRST = True
+
+    @staticmethod
+    def likelihood(params, frequency, recency, T) -> np.ndarray:
+        raise NotImplementedError
 
     def __init__(self, penalizer: float = 0.0, max_iter: int = 2000):
         self.penalizer = penalizer
         self.max_iter = max_iter
 
-    # -- fitting ----------------------------------------------------------------------------------------
-
-    def fit(self, frequency, recency, T) -> BGNBD:
-        """Maximise the log-likelihood over log(r, alpha, a, b), so every parameter stays positive.
-
-        Time is rescaled internally so that the mean T is 1: alpha is the only parameter with a time unit
-        (it scales like time), so the optimiser always starts from a sensible point, whatever the unit.
-        The log-parameters are kept within ±`LOG_BOUND`: on data the model does not fit (everyone buying
-        like clockwork) the likelihood keeps rising towards r, alpha → ∞ or a, b → 0, and an unbounded
-        optimiser returns parameters whose predictions are not numbers. `at_bound_` says when that
-        happened.
-        """
+    def fit(self, frequency, recency, T):
+        """Maximise the log-likelihood (`maximise_likelihood`). On data the model does not fit (everyone
+        buying like clockwork) the likelihood keeps rising towards a corner of the parameter space; the
+        search stops at `LOG_BOUND` and `at_bound_` says so."""
         x, t_x, T = _check(frequency, recency, T)
-        if len(x) == 0:
-            raise ValueError("no customers to fit")
-        scale = float(np.mean(T)) or 1.0
-        data = RFSummary.of(x, t_x / scale, T / scale)
-        total = data.weight.sum()
-
-        def objective(log_params: np.ndarray) -> float:
-            params = np.exp(log_params)
-            ll = log_likelihood(params, data.x, data.t_x, data.T)
-            value = -(data.weight @ ll) / total + self.penalizer * float(params @ params)
-            return value if np.isfinite(value) else 1e10
-
-        bounds = [(-LOG_BOUND, LOG_BOUND)] * 4
-        best = None
-        for start in (np.zeros(4), np.log([0.5, 0.5, 0.8, 2.5])):
-            result = minimize(objective, start, method="Nelder-Mead",
-                              options={"maxiter": self.max_iter, "xatol": 1e-7, "fatol": 1e-10})
-            result = minimize(objective, np.clip(result.x, -LOG_BOUND, LOG_BOUND), method="L-BFGS-B",
-                              bounds=bounds)
-            if best is None or result.fun < best.fun:
-                best = result
-        r, alpha, a, b = np.exp(best.x)
-        self.params_ = {"r": float(r), "alpha": float(alpha * scale), "a": float(a), "b": float(b)}
+        fitted, at_bound = maximise_likelihood(type(self).likelihood, x, t_x, T, time_params=self.TIME_PARAMS,
+                                               starts=[np.log(start) for start in self.STARTS],
+                                               penalizer=self.penalizer, max_iter=self.max_iter,
+                                               simplex_first=self.SIMPLEX_FIRST)
+        self.params_ = dict(zip(self.PARAMS, fitted))
         self.log_likelihood_ = float(self.log_likelihood(x, t_x, T).sum())
         self.n_customers_ = int(len(x))
-        self.at_bound_ = bool(np.any(np.abs(best.x) > LOG_BOUND - 1e-3))
+        self.at_bound_ = at_bound
         return self
 
-    def _params(self) -> tuple[float, float, float, float]:
+    def _params(self) -> tuple[float, ...]:
         if not hasattr(self, "params_"):
             raise RuntimeError("fit the model first")
-        return tuple(self.params_[k] for k in PARAMS)  # type: ignore[return-value]
+        return tuple(self.params_[k] for k in self.PARAMS)
 
     def log_likelihood(self, frequency, recency, T) -> np.ndarray:
         """Per-customer log-likelihood under the fitted parameters."""
-        return log_likelihood(self._params(), *_check(frequency, recency, T))
+        return type(self).likelihood(self._params(), *_check(frequency, recency, T))
+
+
+class BGNBD(BTYDModel):
+    """BG/NBD fitted by maximum likelihood; alpha is the parameter with a time unit. On data it does not
+    fit the likelihood rises towards r, alpha → ∞ or a, b → 0."""
+
+    PARAMS = PARAMS
+    TIME_PARAMS = (1,)
+    STARTS = ((1.0, 1.0, 1.0, 1.0), (0.5, 0.5, 0.8, 2.5))
+    likelihood = staticmethod(log_likelihood)
 
     # -- predictions ------------------------------------------------------------------------------------
 
@@ -209,6 +204,47 @@ class BGNBD:
     def simulate(self, T, rng: np.random.Generator) -> pd.DataFrame:
         """Draw (frequency, recency, T) from the fitted process, for customers observed for `T`."""
         return simulate(self._params(), T, rng)
+
+
+def maximise_likelihood(
+    log_likelihood, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, *, time_params: tuple[int, ...],
+    starts, penalizer: float, max_iter: int, simplex_first: bool = True,
+) -> tuple[list[float], bool]:
+    """Maximum-likelihood parameters of a BTYD model and whether one of them ended at `LOG_BOUND`.
+
+    Shared by BG/NBD and Pareto/NBD, whose fits differ only in their likelihood. The search runs over
+    log-parameters, so every parameter stays positive, with time rescaled so that the mean T is 1: the
+    parameters at `time_params` are the ones with a time unit (they scale like time), so every start is
+    sensible whatever the unit. Each start runs Nelder-Mead (unless `simplex_first` is off: it costs
+    hundreds of likelihood evaluations, too many for a slow likelihood), then L-BFGS-B within
+    ±`LOG_BOUND`: on data
+    a model does not fit (everyone buying like clockwork) the likelihood keeps rising towards a corner,
+    and an unbounded optimiser returns parameters whose predictions are not numbers.
+    """
+    if len(x) == 0:
+        raise ValueError("no customers to fit")
+    scale = float(np.mean(T)) or 1.0
+    data = RFSummary.of(x, t_x / scale, T / scale)
+    total = data.weight.sum()
+
+    def objective(log_params: np.ndarray) -> float:
+        params = np.exp(log_params)
+        ll = log_likelihood(params, data.x, data.t_x, data.T)
+        value = -(data.weight @ ll) / total + penalizer * float(params @ params)
+        return value if np.isfinite(value) else 1e10
+
+    best = None
+    for start in starts:
+        if simplex_first:
+            start = minimize(objective, start, method="Nelder-Mead",
+                             options={"maxiter": max_iter, "xatol": 1e-7, "fatol": 1e-10}).x
+        result = minimize(objective, np.clip(start, -LOG_BOUND, LOG_BOUND), method="L-BFGS-B",
+                          bounds=[(-LOG_BOUND, LOG_BOUND)] * len(start))
+        if best is None or result.fun < best.fun:
+            best = result
+    params = np.exp(best.x)
+    params[list(time_params)] *= scale
+    return [float(v) for v in params], bool(np.any(np.abs(best.x) > LOG_BOUND - 1e-3))
 
 
 def fit_if_enough(frequency, recency, T) -> BGNBD | None:

@@ -31,6 +31,12 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
     `window_feature` names an input that is the length (days) of a training row's label window, when
     the rows come with windows of several lengths (a history shorter than the horizon): the score only
     grows with it, and a prediction is made for the full `horizon_days`.
+
+    `blend_feature` names a BTYD input that the calibration step uses beside the booster's logit:
+    Pareto/NBD's expected purchase days in the window (`models.paretonbd.BLEND_FEATURE`). The Platt
+    scaling becomes a two-input logistic regression, σ(a + b·logit(booster) + c·log(E + `BLEND_FLOOR`)),
+    fitted on the calibration slice: a stacked blend of the learned ranking and the BTYD model, which
+    on CDNOW beats either alone (BENCHMARKS.md). The booster never sees it, so it is not a tree input.
     """
 
     def __init__(
@@ -45,6 +51,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         min_child_samples: int = 40,
         calibration: str = "sigmoid",
         random_state: int = 0,
+        blend_feature: str | None = None,
     ):
         self.features = features
         self.feature_list = feature_list
@@ -56,6 +63,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self.min_child_samples = min_child_samples
         self.calibration = calibration
         self.random_state = random_state
+        self.blend_feature = blend_feature
 
     def _matrix(self, X: pd.DataFrame) -> pd.DataFrame:
         window = self.window_feature
@@ -95,15 +103,36 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         if X_cal is not None and len(X_cal):
             raw = self._booster_proba(self._array(X_cal))
             y_cal = np.asarray(y_cal).astype(int)
+            if self.calibration == "isotonic" and self.blend_feature:
+                raise ValueError("the BTYD blend is a Platt step: use calibration='sigmoid' with blend_feature")
             if self.calibration == "isotonic":
                 self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1)
                 self.calibrator_.fit(raw, y_cal)
             elif self.calibration == "sigmoid":
-                self.calibrator_ = LogisticRegression().fit(_logit(raw)[:, None], y_cal)
+                inputs = self._calibration_inputs(raw, X_cal)
+                self.calibrator_ = LogisticRegression().fit(inputs, y_cal)
             else:
                 raise ValueError(f"calibration must be 'isotonic' or 'sigmoid', not {self.calibration!r}")
         self.calibrated_ = self.calibrator_ is not None
         return self
+
+    @property
+    def inputs_(self) -> tuple[str, ...]:
+        """Every column the model reads: the booster's features, then the blend's input if any."""
+        return (*self.features_, *([self.blend_feature] if self.blend_feature else []))
+
+    def _calibration_inputs(self, raw: np.ndarray, X: pd.DataFrame | None, rows: np.ndarray | None = None,
+                            blend: np.ndarray | None = None) -> np.ndarray:
+        """The Platt step's inputs: logit(booster), and log(E + floor) of the blend input when there is
+        one (`blend`, one value per row of `X`, or else the column of `X`)."""
+        if not self.blend_feature:
+            return _logit(raw)[:, None]
+        if blend is None:
+            if X is None or self.blend_feature not in X.columns:
+                raise ValueError(f"missing feature columns: [{self.blend_feature!r}] (the BTYD blend input)")
+            blend = X[self.blend_feature].to_numpy(dtype=np.float64)
+        blend = blend if rows is None else blend[rows]
+        return np.column_stack([_logit(raw), np.log(np.clip(blend, 0, None) + BLEND_FLOOR)])
 
     # -- compiled scoring ---------------------------------------------------------------------------------
 
@@ -120,6 +149,10 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             return COMPILER
         error = getattr(self, "compile_error_", None)
         return f"booster ({error})" if error else "booster"
+
+    def __setstate__(self, state):
+        state.setdefault("blend_feature", None)  # pickled before the blend existed
+        super().__setstate__(state)
 
     def __getstate__(self):
         # Machine code is not pickled: a loaded model compiles (or loads its cache) again.
@@ -149,13 +182,15 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             return trees.predict(matrix)
         return self.booster_.booster_.predict(matrix)  # the raw Booster: P(class 1) for a binary model
 
-    def predict_proba(self, X: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
-        """[P(0), P(1)] per row of `X`, or per row of the boolean mask `rows`."""
+    def predict_proba(self, X: pd.DataFrame, rows: np.ndarray | None = None,
+                      blend: np.ndarray | None = None) -> np.ndarray:
+        """[P(0), P(1)] per row of `X`, or per row of the boolean mask `rows`. `blend` gives the blend
+        input per row of `X` when it is not a column of `X` (see the class docstring)."""
         raw = self._booster_proba(self._array(X, rows))
         if isinstance(self.calibrator_, IsotonicRegression):
             p = self.calibrator_.predict(raw)
         elif self.calibrator_ is not None:
-            p = self.calibrator_.predict_proba(_logit(raw)[:, None])[:, 1]
+            p = self.calibrator_.predict_proba(self._calibration_inputs(raw, X, rows, blend))[:, 1]
         else:
             p = raw
         p = np.clip(p, 0.0, 1.0)
@@ -168,6 +203,11 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         """Total gain per feature, the 'top drivers' of the report."""
         gains = self.booster_.booster_.feature_importance(importance_type="gain")
         return pd.Series(gains, index=list(self.features_)).sort_values(ascending=False)
+
+
+# Added to the blend's expected purchases before the log: non-buyers have 0, and 1e-3 purchase days
+# puts them below every buyer without an infinite input.
+BLEND_FLOOR = 1e-3
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -647,6 +647,7 @@ def evaluate_cdnow_command(
         f"{plan.scheme}; {len(plan.train)} training + {len(plan.calibration)} calibration snapshots; "
         f"feature list {result.feature_list}",
         "BG/NBD (days): " + ", ".join(f"{k}={v:.4g}" for k, v in result.bgnbd_params.items()),
+        "Pareto/NBD (days): " + ", ".join(f"{k}={v:.4g}" for k, v in result.pareto_nbd_params.items()),
         "",
         markdown_table(result.table),
     ])

@@ -176,16 +176,16 @@ def test_published_cdnow_sample_fit_is_reproduced_from_the_master_file():
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _purchase(n: int, ts: str, who: str = "KH1") -> dict:
+def _purchase(n: int, ts: str, who: str = "KH1", amount: float = 100000) -> dict:
     return {"event_id": f"b{n}", "ts": ts, "channel": "pos", "type": "purchase", "pos_customer_id": who,
-            "amount": 100000}
+            "amount": amount}
 
 
 def test_purchase_summary_counts_purchase_days(workspace, tmp_path):
     rows = [
         _purchase(1, "2026-03-01T09:00:00+07:00"),
         _purchase(2, "2026-03-01T19:00:00+07:00"),  # same day: one transaction
-        _purchase(3, "2026-03-11T08:00:00+07:00"),
+        _purchase(3, "2026-03-11T08:00:00+07:00", amount=300000),
         _purchase(4, "2026-03-21T23:30:00+07:00"),  # late evening in Vietnam is still the 21st
         _purchase(5, "2026-03-05T10:00:00+07:00", "KH2"),
         {"event_id": "v1", "ts": "2026-02-01T10:00:00+07:00", "channel": "web", "type": "page_view",
@@ -201,8 +201,10 @@ def test_purchase_summary_counts_purchase_days(workspace, tmp_path):
     kh1 = summary[summary["frequency"] == 2].iloc[0]
     assert kh1["recency"] == 20.0  # 1 → 21 March
     assert kh1["T"] == 31.0  # from the start of 1 March to the start of 1 April, Vietnam time
+    assert kh1["monetary"] == 200000.0  # repeat days 11 and 21 March; the first day (two orders) is left out
     kh2 = summary[summary["frequency"] == 0].iloc[0]
     assert (kh2["recency"], kh2["T"]) == (0.0, 27.0)
+    assert np.isnan(kh2["monetary"])  # a one-time buyer has no repeat spend
 
 
 def test_bgnbd_features_ignore_later_events(workspace, tmp_path):

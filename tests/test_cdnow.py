@@ -116,10 +116,11 @@ def test_evaluate_cdnow_command_on_a_sample(installed, workspace, tmp_path):
     assert "accepted" in again.output and "duplicates 0" in again.output
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in result.output.splitlines() if line.startswith("| ") and not line.startswith("| |")}
-    assert {"model", "bgnbd", "bgnbd_expected", "recency"} <= set(rows)
-    # auc, pr_auc, lift, brier, log_loss: all five for the two probabilities, the ranking three for
+    assert {"model", "bgnbd", "bgnbd_expected", "pareto_nbd", "pareto_nbd_expected", "rfm_logit",
+            "recency"} <= set(rows)
+    # auc, pr_auc, lift, brier, log_loss: all five for the probabilities, the ranking three for
     # the rules.
-    for name in ("model", "bgnbd"):
+    for name in ("model", "bgnbd", "pareto_nbd", "rfm_logit"):
         assert all(0 < float(v) for v in rows[name][:5]), rows[name]
     assert all(0 < float(v) for v in rows["recency"][:3]) and rows["recency"][3:5] == ["—", "—"]
     assert "accepted" in result.output and "quarantined 0" in result.output
@@ -136,13 +137,14 @@ def test_evaluate_cdnow_command_without_lifetimes(workspace, tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_model_beats_bgnbd_on_the_full_cdnow_split(installed, tmp_path):
-    """The product as shipped (the shipped gate, fallbacks below it) against BG/NBD on Fader, Hardie &
-    Lee's split: better AUC and PR-AUC than both BG/NBD rankings (P(any purchase) and expected purchases)."""
+def test_model_beats_every_baseline_on_the_full_cdnow_split(installed, tmp_path):
+    """The product as shipped (the shipped gate, fallbacks below it) on Fader, Hardie & Lee's split:
+    better AUC and PR-AUC than BG/NBD and Pareto/NBD (both rankings each: P(any purchase) and expected
+    purchases) and the RFM logistic regression."""
     table = cdnow.evaluate_cdnow(tmp_path / "cd", IDENTITY, min_events=Settings().min_events_to_score).table
     for metric in ("auc", "pr_auc"):
-        assert table.loc["model", metric] > table.loc["bgnbd", metric]
-        assert table.loc["model", metric] > table.loc["bgnbd_expected", metric]
+        for baseline in ("bgnbd", "bgnbd_expected", "pareto_nbd", "pareto_nbd_expected", "rfm_logit"):
+            assert table.loc["model", metric] > table.loc[baseline, metric], (metric, baseline)
     assert table.loc["model", "rows"] == 23_570
 
 

@@ -130,3 +130,25 @@ def test_without_lleaves_the_booster_scores_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_lleaves)
     assert model.compile_trees(tmp_path) == "booster (lleaves is not installed (No module named 'lleaves'))"
     np.testing.assert_array_equal(model.predict_proba(X)[:, 1], expected)
+
+
+def test_the_btyd_blend_calibrates_on_both_inputs_and_needs_its_input():
+    """With `blend_feature`, the Platt step reads logit(booster) and log(E + floor); the input comes as a
+    column or as an array, with the same answer, and a frame without it is a clear error."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    expected = rng.gamma(0.5, 1.0, size=n) * (rng.random(n) < 0.7)  # 0 for "never bought"
+    # The label depends on the booster's input and on the blend input, which the booster never sees.
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X["a"] + 1.5 * np.log(expected + 1e-3) / 3)))).astype(int)
+    X_cal = X.assign(e=expected)
+    model = PropensityModel(features=("a", "b"), blend_feature="e", n_estimators=50)
+    model.fit(X.iloc[:2000], y.iloc[:2000], X_cal.iloc[2000:], y.iloc[2000:])
+    assert model.inputs_ == ("a", "b", "e") and model.calibrator_.coef_.shape == (1, 2)
+    assert model.calibrator_.coef_[0, 1] > 0  # more expected purchases, higher propensity
+    by_column = model.predict_proba(X_cal)[:, 1]
+    np.testing.assert_allclose(model.predict_proba(X, blend=expected)[:, 1], by_column)
+    rows = np.arange(n) % 3 == 0
+    np.testing.assert_allclose(model.predict_proba(X, rows=rows, blend=expected)[:, 1], by_column[rows])
+    with pytest.raises(ValueError, match="blend input"):
+        model.predict_proba(X)

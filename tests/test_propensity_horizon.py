@@ -17,6 +17,7 @@ from features.profile.feature_lists import PROPENSITY_V1, PROPENSITY_V3, WINDOW_
 from features.profile.labels import purchase_labels
 from features.profile.training_sets import training_set
 from features.store import open_store
+from models.paretonbd import BLEND_FEATURE, expected_for
 from nhip.clock import parse_as_of
 from synthetic.demo_shop import generate, write
 from tests.conftest import IDENTITY, profiles_at, write_jsonl
@@ -131,7 +132,9 @@ def test_short_history_model_predicts_for_the_full_horizon(shop):
         profiles = profiles_at(con, SHORT_AS_OF)
     model = result.model
     assert result.plan.short_history and WINDOW_FEATURE in model.features_
+    assert model.blend_feature == BLEND_FEATURE  # Pareto/NBD's expected purchases, fitted at the test snapshot
     scored = profiles[profiles["n_events"] >= 3]
+    scored = scored.assign(**{BLEND_FEATURE: expected_for(result.pareto, result.summary, scored.index, SHORT_H)})
     served = model.predict_proba(scored)[:, 1]  # serving has no window column: the horizon is used
     full = model.predict_proba(scored.assign(**{WINDOW_FEATURE: float(SHORT_H)}))[:, 1]
     week = model.predict_proba(scored.assign(**{WINDOW_FEATURE: 7.0}))[:, 1]
@@ -151,7 +154,8 @@ def test_every_evaluation_carries_the_baselines(shop):
     with open_store(shop) as con:
         result = fit_propensity(con, LONG_AS_OF, LONG_H, min_events=3, identity=IDENTITY)
     assert not result.plan.short_history and WINDOW_FEATURE not in result.model.features_
-    assert set(result.baselines) == {"recency", "bgnbd", "bgnbd_expected", "rfm_logit"}
+    assert set(result.baselines) == {"recency", "bgnbd", "bgnbd_expected", "pareto_nbd", "pareto_nbd_expected",
+                                     "rfm_logit"}
     assert 0.5 < result.baselines["rfm_logit"]["auc"] < 1 and 0 <= result.baselines["rfm_logit"]["ece"] < 0.2
     bgnbd = result.baselines["bgnbd"]
     for metric in ("auc", "pr_auc", "lift_top_decile", "brier", "log_loss", "ece"):
@@ -159,3 +163,6 @@ def test_every_evaluation_carries_the_baselines(shop):
     assert 0 <= result.test["bgnbd_score"].min() and result.test["bgnbd_score"].max() <= 1
     assert set(result.baselines["recency"]) == {"auc", "pr_auc", "lift_top_decile"}
     assert set(result.details["bgnbd_params"]) == {"r", "alpha", "a", "b"}
+    assert set(result.details["pareto_nbd_params"]) == {"r", "alpha", "s", "beta"}
+    assert 0 <= result.test["pareto_nbd_score"].min() and result.test["pareto_nbd_score"].max() <= 1
+    assert 0.5 < result.baselines["pareto_nbd"]["auc"] < 1

@@ -189,17 +189,18 @@ TABLE_COLUMNS = (*METRIC_COLUMNS, "ece", "base_rate", "rows")
 
 @dataclass
 class CdnowEvaluation:
-    """The side-by-side table (rows: model, bgnbd, bgnbd_expected, recency) and what produced it."""
+    """The side-by-side table (rows: `ROW_ORDER`, and the model's answers by source) and what produced it."""
 
     table: pd.DataFrame
     imported: CdnowImport
     row_counts: dict[str, int]
     bgnbd_params: dict[str, float]
+    pareto_nbd_params: dict[str, float]
     feature_list: str
     details: dict[str, object] = field(default_factory=dict)
 
 
-ROW_ORDER = ("model", "bgnbd", "bgnbd_expected", "rfm_logit", "recency")
+ROW_ORDER = ("model", "bgnbd", "bgnbd_expected", "pareto_nbd", "pareto_nbd_expected", "rfm_logit", "recency")
 
 
 def comparison_table(result) -> pd.DataFrame:
@@ -208,9 +209,10 @@ def comparison_table(result) -> pd.DataFrame:
     `model` is Nhịp as shipped: every customer answered, by the model where the gate lets it and by the
     fallbacks elsewhere (`models.answers`); the `by source: …` rows below it split those answers.
 
-    `bgnbd` is BG/NBD's P(any purchase in the horizon), a probability; `bgnbd_expected` ranks by its
-    expected number of purchases (the literature's ranking) and `recency` by days since last seen: those
-    two only rank, so their Brier score and log-loss are missing.
+    `bgnbd` and `pareto_nbd` are those models' P(any purchase in the horizon), probabilities;
+    `bgnbd_expected` and `pareto_nbd_expected` rank by expected number of purchases (the literature's
+    ranking) and `recency` by days since last seen: those only rank, so their Brier score and log-loss
+    are missing. `rfm_logit` is the logistic regression on RFM fitted on the calibration snapshot.
     """
     rows = {"model": result.metrics, **result.baselines}
     names = [n for n in ROW_ORDER if n in rows] + [n for n in rows if n not in ROW_ORDER]
@@ -260,6 +262,7 @@ def evaluate_cdnow(
         imported=imported,
         row_counts=result.row_counts,
         bgnbd_params=result.details.get("bgnbd_params", {}),
+        pareto_nbd_params=result.details.get("pareto_nbd_params", {}),
         feature_list=result.model.feature_list,
         details={"plan": result.plan},
     )

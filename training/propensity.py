@@ -16,9 +16,10 @@ import pandas as pd
 from features.identity.events import resolve_events
 from features.identity.graph import IdentityConfig
 from features.profile.feature_lists import PROPENSITY_V1, WINDOW_FEATURE, FeatureList
-from features.profile.repeat_purchases import bgnbd_scores, fit_bgnbd, purchase_summary
+from features.profile.repeat_purchases import purchase_summary
 from features.profile.training_sets import rolling_as_ofs, training_set
 from features.store import event_time_range
+from models import bgnbd, paretonbd
 from models.answers import ANSWER_COLUMNS, SOURCES, UNSCORED, ScoreGate, answer_propensity
 from models.propensity import PropensityModel
 from training.errors import NotEnoughDataError
@@ -145,15 +146,17 @@ class PropensityResult:
     model: PropensityModel
     plan: SnapshotPlan
     metrics: dict[str, float]
-    test: pd.DataFrame  # test rows with `score` (and `bgnbd_score`, the BG/NBD P(any purchase))
+    # test rows with `score`, and `bgnbd_score` / `pareto_nbd_score`, those models' P(any purchase)
+    test: pd.DataFrame
     row_counts: dict[str, int] = field(default_factory=dict)
-    # Every comparison on the same test rows: "recency" (ranking only), "bgnbd" (P(any purchase in the
-    # horizon): a probability, so Brier/log-loss/ECE too), "bgnbd_expected" (ranking by expected
-    # purchases, the literature's ranking).
+    # Every comparison on the same test rows: "recency" (ranking only); "bgnbd" and "pareto_nbd" (P(any
+    # purchase in the horizon): probabilities, so Brier/log-loss/ECE too); "bgnbd_expected" and
+    # "pareto_nbd_expected" (ranking by expected purchases, the literature's ranking); "rfm_logit".
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     details: dict[str, object] = field(default_factory=dict)
     summary: pd.DataFrame | None = None  # the buyers' (frequency, recency, T) at the test snapshot
     gate: ScoreGate | None = None
+    pareto: object | None = None  # Pareto/NBD fitted on `summary` (the blend's input), or None
 
 
 def model_features(feature_list: FeatureList, plan: SnapshotPlan) -> tuple[str, ...]:
@@ -182,25 +185,47 @@ def build_rows(
     return pd.concat([fitted, test], ignore_index=True)
 
 
-def bgnbd_baseline(
-    summary: pd.DataFrame, horizon_days: int, customers: pd.Index, never_bought_rate: float,
+def btyd_baseline(
+    model, summary: pd.DataFrame, horizon_days: int, customers: pd.Index, never_bought_rate: float,
 ) -> tuple[pd.Series, pd.Series, dict[str, float]]:
-    """BG/NBD's P(any purchase) and expected purchase days in the horizon for `customers`, fitted on
-    the purchase `summary` of the test snapshot (no labels), and its parameters.
+    """A BTYD model's P(any purchase) and expected purchase days in the horizon for `customers`, and its
+    parameters. `model` (BG/NBD or Pareto/NBD, None when it could not be fitted) was fitted on the
+    purchase `summary` of the test snapshot, without labels.
 
-    BG/NBD says nothing about customers who never bought: they get `never_bought_rate` (the rate
+    BTYD models say nothing about customers who never bought: they get `never_bought_rate` (the rate
     observed on the calibration slice) as probability and 0 expected purchases.
     """
-    model = fit_bgnbd(summary)
     p_any = pd.Series(never_bought_rate, index=customers, dtype=float)
     expected = pd.Series(0.0, index=customers)
     if model is None:
         return p_any, expected, {}
-    scores = bgnbd_scores(model, summary, horizon_days).reindex(customers)
-    buyers = scores["bgnbd_p_any_h"].notna()
-    p_any[buyers] = scores.loc[buyers, "bgnbd_p_any_h"]
-    expected[buyers] = scores.loc[buyers, "bgnbd_expected_h"]
+    buyers = summary.index.intersection(customers)
+    args = (summary.loc[buyers, "frequency"], summary.loc[buyers, "recency"], summary.loc[buyers, "T"])
+    p_any[buyers] = model.p_any_purchase(horizon_days, *args)
+    expected[buyers] = model.expected_purchases(horizon_days, *args)
     return p_any, expected, dict(model.params_)
+
+
+def fit_btyd(summary: pd.DataFrame, kind) -> object | None:
+    """`kind.fit_if_enough` (`models.bgnbd` or `models.paretonbd`) on a purchase summary."""
+    return kind.fit_if_enough(summary["frequency"], summary["recency"], summary["T"]) if len(summary) else None
+
+
+def add_blend_input(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, plan: SnapshotPlan,
+                    identity: IdentityConfig) -> pd.DataFrame | None:
+    """`rows` with the model's BTYD blend input (`models.paretonbd.BLEND_FEATURE`): per snapshot,
+    Pareto/NBD fitted on the buyers as of that snapshot (never later), and each row's expected purchase
+    days over its own label window. None when a snapshot has too few buyers to fit it."""
+    out = pd.Series(np.nan, index=rows.index)
+    for as_of, group in rows.groupby("as_of"):
+        with resolve_events(con, as_of, identity) as events:
+            summary = purchase_summary(events)
+        pareto = fit_btyd(summary, paretonbd)
+        if pareto is None:
+            return None
+        windows = group[WINDOW_FEATURE].to_numpy() if WINDOW_FEATURE in group else plan.horizon_days
+        out[group.index] = paretonbd.expected_for(pareto, summary, pd.Index(group["customer_id"]), windows)
+    return rows.assign(**{paretonbd.BLEND_FEATURE: out})
 
 
 # The RFM logistic regression: the classic baseline a data scientist fits first.
@@ -240,9 +265,10 @@ def _never_bought_rate(cal: pd.DataFrame) -> float:
 
 
 def answer_test(model: PropensityModel, test: pd.DataFrame, summary: pd.DataFrame, horizon_days: int,
-                gate: ScoreGate) -> pd.DataFrame:
-    """The test rows with every customer's answer as shipped: score, source, status, percentile, bucket."""
-    answers = answer_propensity(model, test.set_index("customer_id"), summary, horizon_days, gate)
+                gate: ScoreGate, pareto=None) -> pd.DataFrame:
+    """The test rows with every customer's answer as shipped: score, source, status, percentile, bucket.
+    `pareto` is Pareto/NBD fitted on `summary` (the blend's input; fitted when needed if not given)."""
+    answers = answer_propensity(model, test.set_index("customer_id"), summary, horizon_days, gate, pareto)
     out = test.drop(columns=[c for c in ANSWER_COLUMNS if c in test.columns])
     return out.assign(**{c: answers[c].to_numpy() for c in ANSWER_COLUMNS})
 
@@ -270,6 +296,7 @@ def fit_propensity(
     feature_list: FeatureList = DEFAULT_FEATURE_LIST,
     progress: Callable[[datetime], None] | None = None,
     observed_until: datetime | None = None,
+    blend: bool = True,
     **params,
 ) -> PropensityResult:
     """Train on the rolling snapshots, calibrate on the later ones, evaluate on the latest, next to the
@@ -279,7 +306,9 @@ def fit_propensity(
     `min_events`): the customers it will answer for. The test snapshot is the product as shipped: every
     customer, answered by the model or by the fallback chain (`models.answers.answer_propensity`), as
     `nhip score` and the service answer them; `metrics` are over all of them, `details["by_source"]` per
-    source. Every snapshot resolves customers with `identity`.
+    source. Every snapshot resolves customers with `identity`. With `blend` (the default) the model's
+    calibration blends in Pareto/NBD's expected purchases (`PropensityModel.blend_feature`) when every
+    calibration snapshot has enough buyers to fit it.
     """
     gate = ScoreGate(min_events)
     plan = plan_snapshots(con, as_of, horizon_days, step_days, observed_until=observed_until)
@@ -293,14 +322,23 @@ def fit_propensity(
             "every training or test row has the same label; more customers or a longer horizon needed"
         )
     features = model_features(feature_list, plan)
+    # The BTYD blend (see `PropensityModel`): Platt scaling with Pareto/NBD's expected purchases beside
+    # the booster, where every calibration snapshot has enough buyers to fit Pareto/NBD on.
+    blended = add_blend_input(con, cal, plan, identity) if blend else None
+    blend_feature = paretonbd.BLEND_FEATURE if blended is not None else None
     model = PropensityModel(
         features=features, feature_list=feature_list.name, horizon_days=horizon_days,
-        window_feature=WINDOW_FEATURE if plan.short_history else None, **params
+        window_feature=WINDOW_FEATURE if plan.short_history else None, blend_feature=blend_feature, **params
     )
-    model.fit(train[list(features)], train["label"], cal[list(features)], cal["label"])
+    cal_inputs = blended[[*features, blend_feature]] if blended is not None else cal[list(features)]
+    model.fit(train[list(features)], train["label"], cal_inputs, cal["label"])
     with resolve_events(con, plan.test, identity) as events:
         summary = purchase_summary(events)
-    test = answer_test(model, test, summary, horizon_days, gate)
+    pareto = fit_btyd(summary, paretonbd)
+    test = answer_test(model, test, summary, horizon_days, gate, pareto)
+    if pareto is not None:
+        test[paretonbd.BLEND_FEATURE] = paretonbd.expected_for(pareto, summary, pd.Index(test["customer_id"]),
+                                                               horizon_days)
     # Unscored customers (nothing usable known: rare) have no score to measure; they are counted.
     unscored = int((test["status"] == UNSCORED).sum())
     test = test[test["status"] != UNSCORED].copy()
@@ -310,23 +348,24 @@ def fit_propensity(
     # Never active themselves (only messaged): ranked last by the rule, below the longest-silent customer.
     days = test["recency_days"]
     recency = ranking_metrics(test["label"], -days.fillna(days.max() + 1 if days.notna().any() else 0).to_numpy())
-    p_any, expected, params_bg = bgnbd_baseline(
-        summary, horizon_days, pd.Index(test["customer_id"]), _never_bought_rate(cal))
-    test["bgnbd_score"] = p_any.to_numpy()
-    bgnbd = classification_metrics(test["label"], test["bgnbd_score"])
-    bgnbd["ece"] = expected_calibration_error(test["label"], test["bgnbd_score"])
-    baselines = {
-        "recency": recency,
-        "bgnbd": bgnbd,
-        "bgnbd_expected": ranking_metrics(test["label"], expected.to_numpy()),
-        "rfm_logit": rfm_logistic_baseline(cal, test),
-    }
+    customers, never_rate = pd.Index(test["customer_id"]), _never_bought_rate(cal)
+    baselines = {"recency": recency}
+    params_btyd = {}
+    for name, fitted_btyd in (("bgnbd", fit_btyd(summary, bgnbd)), ("pareto_nbd", pareto)):
+        p_any, expected, params_btyd[name] = btyd_baseline(fitted_btyd, summary, horizon_days, customers,
+                                                           never_rate)
+        test[f"{name}_score"] = p_any.to_numpy()
+        baselines[name] = classification_metrics(test["label"], test[f"{name}_score"])
+        baselines[name]["ece"] = expected_calibration_error(test["label"], test[f"{name}_score"])
+        baselines[f"{name}_expected"] = ranking_metrics(test["label"], expected.to_numpy())
+    baselines["rfm_logit"] = rfm_logistic_baseline(cal, test)
     baselines = {name: metrics for name, metrics in baselines.items() if metrics}
     counts = {"train_rows": len(train), "calibration_rows": len(cal), "test_rows": len(test),
               **{f"test_rows_{source}": int((test["source"] == source).sum()) for source in SOURCES},
               "test_rows_unscored": unscored}
-    details = {"scheme": plan.scheme, "bgnbd_params": params_bg, "gate": gate.describe(),
+    details = {"scheme": plan.scheme, "bgnbd_params": params_btyd["bgnbd"],
+               "pareto_nbd_params": params_btyd["pareto_nbd"], "gate": gate.describe(),
                "by_source": metrics_by_source(test),
                "label_windows": sorted({w for d in [*plan.train, *plan.calibration]
                                         for w in plan.windows(d)})}
-    return PropensityResult(model, plan, metrics, test, counts, baselines, details, summary, gate)
+    return PropensityResult(model, plan, metrics, test, counts, baselines, details, summary, gate, pareto)

@@ -23,6 +23,7 @@ from training.gate import BUCKET_NAMES
 _GRADE_VI = {"Poor": "Kém", "Fair": "Tạm được", "Good": "Tốt", "Excellent": "Xuất sắc"}
 _DAYS = ["T2 Mon", "T3 Tue", "T4 Wed", "T5 Thu", "T6 Fri", "T7 Sat", "CN Sun"]
 _BASELINE_LABELS = {"recency": "recency rule / chỉ dựa vào lần mua cuối", "bgnbd": "BG/NBD",
+                    "pareto_nbd": "Pareto/NBD",
                     "rfm_logit": "RFM logistic regression / hồi quy logistic RFM"}
 _SOURCE_LABELS = {"customer": "own history / lịch sử riêng", "shop": "shop curve / đường chung cửa hàng"}
 READY_TO_BUY_SHARE = 0.20

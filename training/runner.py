@@ -157,7 +157,7 @@ def _propensity_champion_metrics(mlflow, champion, result, as_of: datetime,
     if missing:
         return None, [f"{label} needs features this candidate's test snapshot lacks: {missing[:5]}"]
     # Scored as it would be served: the champion where the gate lets it answer, the same fallbacks elsewhere.
-    p = answer_test(model, test, result.summary, horizon_days, result.gate)["score"].to_numpy()
+    p = answer_test(model, test, result.summary, horizon_days, result.gate, result.pareto)["score"].to_numpy()
     metrics = classification_metrics(test["label"], p)
     metrics["ece"] = expected_calibration_error(test["label"], p)
     return metrics, []
@@ -187,7 +187,7 @@ def train_propensity(
         )
     data |= result.row_counts
     model, test = result.model, result.test
-    features = list(model.features_)
+    features = list(model.inputs_)
 
     buckets = propensity_buckets(result)
     failures = sanity_failures(result.metrics, PROPENSITY_REQUIRED, buckets.to_dict(), config.gate.max_ece)

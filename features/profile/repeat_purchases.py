@@ -18,7 +18,7 @@ from features.identity.events import ResolvedEvents
 from models.bgnbd import BGNBD, fit_if_enough
 from nhip.clock import LOCAL_OFFSET_HOURS, sql_local
 
-SUMMARY_COLUMNS = ("frequency", "recency", "T")
+SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary")
 BGNBD_FEATURES = ("bgnbd_p_alive", "bgnbd_expected_h", "bgnbd_p_any_h")
 
 
@@ -28,21 +28,29 @@ def purchase_summary(events: ResolvedEvents) -> pd.DataFrame:
 
     - `frequency`: purchase days after the first one (repeat transactions, x);
     - `recency`: days from the first purchase day to the last (t_x; 0 for one-time buyers);
-    - `T`: days from the start of the first purchase day to `as_of`.
+    - `T`: days from the start of the first purchase day to `as_of`;
+    - `monetary`: the mean spend of the repeat purchase days (missing for one-time buyers, and where no
+      repeat purchase carried an amount). The first day is left out, as Gamma-Gamma's convention is:
+      a first order is often unlike the later ones (a welcome offer, a starter kit).
     """
     return events.con.execute(
         f"""
         WITH days AS (
-            SELECT DISTINCT customer_id,
-                   CAST({sql_local('ts')} AS DATE) AS day
+            SELECT customer_id,
+                   CAST({sql_local('ts')} AS DATE) AS day,
+                   sum(amount) AS spend
             FROM {events.source} WHERE type = 'purchase' AND ts <= $as_of
+            GROUP BY ALL
+        ), numbered AS (
+            SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY day) AS nth FROM days
         )
         SELECT customer_id,
                (count(*) - 1)::DOUBLE AS frequency,
                date_diff('day', min(day), max(day))::DOUBLE AS recency,
                date_diff('second', CAST(min(day) AS TIMESTAMP) - INTERVAL {LOCAL_OFFSET_HOURS} HOUR,
-                         $as_of) / 86400.0 AS T
-        FROM days GROUP BY customer_id ORDER BY customer_id
+                         $as_of) / 86400.0 AS T,
+               avg(CASE WHEN nth > 1 THEN spend END)::DOUBLE AS monetary
+        FROM numbered GROUP BY customer_id ORDER BY customer_id
         """,
         {"as_of": events.as_of},
     ).df().set_index("customer_id")

@@ -26,6 +26,7 @@ from features.profile.wide import build_profiles
 from features.store import fingerprint, open_store
 from features.vectors.config import VectorConfig
 from features.vectors.next_products import categories_by_customer, purchases_by_customer
+from models.clv import lifetime_params
 from nhip.clock import utcnow
 
 BUILD_STEPS = ("resolving identities", "computing profiles", "writing the build")
@@ -80,6 +81,7 @@ def build_features(
             step(BUILD_STEPS[1])
             with resolved_events(con, resolution) as events:
                 profiles = build_profiles(events)
+                summary = purchase_summary(events)
                 tables = {
                     "profiles": profiles.reset_index().assign(as_of=as_of),
                     "identity": resolution.identity,
@@ -87,7 +89,7 @@ def build_features(
                     "attributes": customer_attributes(events),
                     "purchases": purchases_by_customer(events),
                     "categories": categories_by_customer(events),
-                    "repeat": purchase_summary(events).reset_index(),
+                    "repeat": summary.reset_index(),
                 }
                 step(BUILD_STEPS[2])
                 for name, frame in tables.items():
@@ -99,7 +101,10 @@ def build_features(
             data = fingerprint(con)
         meta = {"as_of": as_of.isoformat(), "built_at": utcnow().isoformat(), "identity": config.identity.params(),
                 "events": data, "customers": len(profiles), "identifiers": len(resolution.identity),
-                "items": items, "vectors": written}
+                "items": items, "vectors": written,
+                # Pareto/NBD and Gamma-Gamma, fitted once per build on its buyers (label-free): the
+                # propensity blend's input and the lifetime answers, without a refit at every load.
+                "lifetime": lifetime_params(summary)}
         build = builds.publish(draft, meta)
         previous_identity = previous.table("identity") if previous is not None else None
         builds.record_changes(build.build_id, identity_changes(

@@ -68,12 +68,20 @@ def _new_buyer_days(summary: pd.DataFrame, horizon_days: float) -> float:
     return float((1 + recent["frequency"]).mean()) if len(recent) else 1.0
 
 
-def fit_lifetime(summary: pd.DataFrame, horizon_days: float) -> LifetimeModels:
-    """Fit both models on `summary` (frequency, recency, T in days, and monetary)."""
-    pareto = paretonbd.fit_if_enough(summary["frequency"], summary["recency"], summary["T"]) if len(summary) \
-        else None
+def fit_lifetime(summary: pd.DataFrame, horizon_days: float,
+                 pareto: paretonbd.ParetoNBD | None = None) -> LifetimeModels:
+    """Fit both models on `summary` (frequency, recency, T in days, and monetary); `pareto`, when given,
+    is Pareto/NBD already fitted on this summary (the propensity blend's)."""
+    if pareto is None and len(summary):
+        pareto = paretonbd.fit_if_enough(summary["frequency"], summary["recency"], summary["T"])
     spend = gammagamma.fit_if_enough(summary["frequency"], summary["monetary"]) if len(summary) else None
     return LifetimeModels(pareto, spend, _new_buyer_days(summary, horizon_days), float(horizon_days))
+
+
+def lifetime_params(summary: pd.DataFrame) -> dict[str, dict[str, float] | None]:
+    """Both models fitted on `summary`, as parameters (what a feature build records); the horizon
+    plays no part in the fits."""
+    return fit_lifetime(summary, horizon_days=1.0).params()
 
 
 def lifetime_from_params(params: dict, summary: pd.DataFrame, horizon_days: float) -> LifetimeModels:

@@ -312,6 +312,27 @@ def score_propensity(
               f"answered by {sources}")
 
 
+@score_app.command("clv")
+@handled
+def score_clv(
+    as_of: str = typer.Option(..., "--as-of"),
+    horizon_days: int = typer.Option(30, "--horizon-days"),
+    output: Path = typer.Option(..., "--output", help="CSV to write"),
+):
+    """Churn and lifetime value of every customer known at as_of over the horizon: P(alive), expected
+    purchase days and spend, churn risk (High / Medium / Low) and who answered."""
+    from serving.batch import clv_table
+
+    settings = _settings()
+    scored = clv_table(settings.serving, settings.store_path, settings.identity, _as_of(as_of), horizon_days)
+    _write_csv(scored.table, output, index_label="customer_id")
+    risk = scored.table["churn_risk"].fillna("never bought").value_counts().to_dict()
+    sources = scored.table["source"].fillna("unscored").value_counts().to_dict()
+    total = scored.table["expected_spend"].sum()
+    out.print(f"wrote {len(scored.table):,} customers to {output} with {scored.model}: churn risk {risk}; "
+              f"answered by {sources}; expected spend in {horizon_days} days {total:,.0f} in all")
+
+
 @score_app.command("send-time")
 @handled
 def score_send_time(

@@ -1,9 +1,9 @@
 """Scores for every customer at once, for `nhip score …`: the same champions and the same rules as the
 service, written to a table with each customer's identifiers.
 
-`propensity_table` scores the customers known at any as-of date (profiles computed on the fly, with the
-workspace's identity configuration, which must be the champion's); `send_time_table` answers for every
-customer of the latest feature build, as the service does.
+`propensity_table` and `clv_table` score the customers known at any as-of date (profiles computed on the
+fly, with the workspace's identity configuration, which must be the champion's); `send_time_table`
+answers for every customer of the latest feature build, as the service does.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from features.profile.repeat_purchases import purchase_summary
 from features.profile.wide import build_profiles
 from features.store import open_store
 from models.answers import answer_propensity
+from models.clv import answer_clv, fit_lifetime
 from models.names import PROPENSITY_MODEL
 from serving.champions import NoChampionError, check_identity, load_champion
 from serving.scoring import ServingConfig, load_scorer
@@ -37,13 +38,13 @@ class ScoreTable:
 
     table: pd.DataFrame
     model: str  # the champion that answered, e.g. nhip-propensity/3
+    lifetime: dict | None = None  # the lifetime models' parameters (`clv_table`)
 
 
-def propensity_table(config: ServingConfig, store_path: Path, identity: IdentityConfig, as_of: datetime,
-                     horizon_days: int) -> ScoreTable:
-    """score, percentile, bucket and source of every customer known at `as_of` in the store at
-    `store_path`, resolved with `identity`: the champion where the gate lets it answer, the fallbacks
-    elsewhere (`models.answers`), the fallbacks alone before any champion exists."""
+def _answers_at(config: ServingConfig, store_path: Path, identity: IdentityConfig, as_of: datetime,
+                horizon_days: int):
+    """(propensity answers, purchase summary, identity map, lifetime models, champion label) of every
+    customer known at `as_of`: what `propensity_table` and `clv_table` both start from."""
     try:
         champion = load_champion(config.tracking, PROPENSITY_MODEL)
     except NoChampionError:
@@ -58,10 +59,36 @@ def propensity_table(config: ServingConfig, store_path: Path, identity: Identity
         profiles = build_profiles(events)
         summary = purchase_summary(events)
         identity_map = events.identity
-    answers = answer_propensity(champion.model if champion else None, profiles, summary, horizon_days, config.gate)
+    lifetime = fit_lifetime(summary, horizon_days)
+    answers = answer_propensity(champion.model if champion else None, profiles, summary, horizon_days,
+                                config.gate, lifetime.pareto)
+    label = champion.label if champion else f"fallbacks only (no champion of {PROPENSITY_MODEL})"
+    return answers, summary, identity_map, lifetime, label
+
+
+def propensity_table(config: ServingConfig, store_path: Path, identity: IdentityConfig, as_of: datetime,
+                     horizon_days: int) -> ScoreTable:
+    """score, percentile, bucket and source of every customer known at `as_of` in the store at
+    `store_path`, resolved with `identity`: the champion where the gate lets it answer, the fallbacks
+    elsewhere (`models.answers`), the fallbacks alone before any champion exists."""
+    answers, _, identity_map, _, label = _answers_at(config, store_path, identity, as_of, horizon_days)
     table = identifiers_wide(identity_map).reindex(answers.index).join(
         answers[["score", "percentile", "bucket", "source", "reason"]])
-    return ScoreTable(table, champion.label if champion else f"fallbacks only (no champion of {PROPENSITY_MODEL})")
+    return ScoreTable(table, label)
+
+
+def clv_table(config: ServingConfig, store_path: Path, identity: IdentityConfig, as_of: datetime,
+              horizon_days: int) -> ScoreTable:
+    """p_alive, expected_purchases, expected_spend, churn_risk and source of every customer known at
+    `as_of` over the next `horizon_days` (`models.clv`), built on the same propensity answers as
+    `propensity_table`. `ScoreTable.model` names the champion and the lifetime models' parameters are
+    in `lifetime`."""
+    answers, summary, identity_map, lifetime, label = _answers_at(config, store_path, identity, as_of,
+                                                                  horizon_days)
+    clv = answer_clv(answers, summary, lifetime)
+    table = identifiers_wide(identity_map).reindex(clv.index).join(
+        clv[["p_alive", "expected_purchases", "expected_spend", "churn_risk", "source", "reason"]])
+    return ScoreTable(table, label, lifetime.params())
 
 
 def send_time_table(config: ServingConfig, channel: str, start: pd.Timestamp, end: pd.Timestamp,

@@ -21,6 +21,7 @@ import pandas as pd
 from features.builds import Build, Builds, BuildsConfig
 from features.vectors.config import VectorConfig
 from models.answers import ScoreGate, answer_propensity
+from models.clv import answer_clv, fit_lifetime, lifetime_from_params
 from models.send_time import SendTimeConfig
 from models.tracking import TrackingConfig
 from nhip.clock import local_timestamp, to_local
@@ -29,6 +30,10 @@ from nhip.clock import local_timestamp, to_local
 def _unknown(customer_id: str) -> dict:
     return {"customer_id": customer_id, "status": "unknown",
             "error": "unknown customer id (not in the latest feature build)"}
+
+
+def _number(value) -> float | None:
+    return float(value) if pd.notna(value) else None
 
 
 class ModelUnavailable(LookupError):
@@ -64,7 +69,8 @@ class Scorer:
 
     def __init__(self, propensity, send_time, profiles: pd.DataFrame, summary: pd.DataFrame, gate: ScoreGate,
                  send_time_config: SendTimeConfig, horizon_days: int = 30, rng: np.random.Generator | None = None,
-                 missing: dict[str, str] | None = None, compiled_dir: Path | None = None):
+                 missing: dict[str, str] | None = None, compiled_dir: Path | None = None,
+                 lifetime_params: dict | None = None):
         self.propensity_champion = propensity
         self.send_time_champion = send_time
         self.profiles = profiles
@@ -76,8 +82,13 @@ class Scorer:
         self.horizon_days = propensity.model.horizon_days if propensity is not None else horizon_days
         if propensity is not None and getattr(propensity.model, "trees_", None) is None:
             propensity.model.compile_trees(compiled_dir)  # once per loaded champion; the booster if it fails
+        # Pareto/NBD and Gamma-Gamma as the build fitted them (a build made before it recorded them: fitted
+        # here), for the propensity blend and the lifetime answers.
+        self.lifetime = (lifetime_from_params(lifetime_params, summary, self.horizon_days) if lifetime_params
+                         else fit_lifetime(summary, self.horizon_days))
         self.scores = answer_propensity(propensity.model if propensity is not None else None, profiles,
-                                        summary, self.horizon_days, gate)
+                                        summary, self.horizon_days, gate, self.lifetime.pareto)
+        self.clv_answers = answer_clv(self.scores, summary, self.lifetime)
 
     def _require(self, champion, name: str):
         if champion is None:
@@ -118,6 +129,30 @@ class Scorer:
                 "percentile": float(row["percentile"]) if scored else None,
                 "bucket": row["bucket"],
                 "source": row["source"] if scored else None,
+                "error": row["reason"] if isinstance(row["reason"], str) else None,
+            })
+        return out
+
+    def clv(self, customer_ids: list[str]) -> list[dict]:
+        """P(alive), expected purchase days and spend over the horizon, churn risk and source per
+        customer (`models.clv`); answers whenever /propensity can, since it builds on those answers."""
+        unavailable = self.propensity_unavailable()
+        if unavailable:
+            raise ModelUnavailable(unavailable)
+        out = []
+        for cid in customer_ids:
+            if cid not in self.clv_answers.index:
+                out.append(_unknown(cid))
+                continue
+            row = self.clv_answers.loc[cid]
+            out.append({
+                "customer_id": cid,
+                "status": row["status"],
+                "p_alive": _number(row["p_alive"]),
+                "expected_purchases": _number(row["expected_purchases"]),
+                "expected_spend": _number(row["expected_spend"]),
+                "churn_risk": row["churn_risk"] if isinstance(row["churn_risk"], str) else None,
+                "source": row["source"] if isinstance(row["source"], str) else None,
                 "error": row["reason"] if isinstance(row["reason"], str) else None,
             })
         return out
@@ -175,4 +210,4 @@ def load_scorer(config: ServingConfig, build: Build | None = None, need: tuple[s
             missing[key] = why
     return Scorer(champions["propensity"], champions["send_time"], build.table("profiles"),
                   build.table("repeat"), config.gate, config.send_time, config.fallback_horizon_days,
-                  missing=missing, compiled_dir=config.compiled_dir)
+                  missing=missing, compiled_dir=config.compiled_dir, lifetime_params=build.meta.get("lifetime"))

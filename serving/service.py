@@ -40,6 +40,31 @@ class PropensityResponse(BaseModel):
     results: list[PropensityItem]
 
 
+class ClvItem(BaseModel):
+    customer_id: str
+    status: str = Field(description="scored | unscored (nothing usable known; `error` says why) | unknown")
+    p_alive: float | None = Field(default=None, description="Pareto/NBD's P(still a customer); buyers only")
+    expected_purchases: float | None = Field(default=None, description="purchase days expected in the horizon")
+    expected_spend: float | None = Field(default=None, description="spend expected in the horizon, in the "
+                                                                   "shop's currency")
+    churn_risk: str | None = Field(default=None, description="High (P(alive) < 0.5) | Medium (< 0.8) | Low; "
+                                                             "null for someone who never bought")
+    source: str | None = Field(
+        default=None,
+        description="who answered purchases and spend: model (the propensity champion × Pareto/NBD and "
+        "Gamma-Gamma) | btyd (Pareto/NBD × Gamma-Gamma) | shop (the shop's rates, someone who never bought)")
+    error: str | None = None
+
+
+class ClvResponse(BaseModel):
+    model_version: str | None = Field(description="the propensity champion behind `model` answers "
+                                                  "(null before the first champion)")
+    build_id: str | None
+    features_as_of: str | None
+    horizon_days: int
+    results: list[ClvItem]
+
+
 class SendTimeItem(BaseModel):
     customer_id: str
     status: str = Field(description="scored | no_slot (window inside quiet hours) | unknown")
@@ -93,7 +118,7 @@ class NextProductsResponse(BaseModel):
 
 
 # The model each route needs; a route whose model is not loaded answers 503 with the reason.
-ROUTE_MODELS = {"/propensity": "propensity", "/send_time": "send_time", "/lookalike": "vectors",
+ROUTE_MODELS = {"/propensity": "propensity", "/clv": "propensity", "/send_time": "send_time", "/lookalike": "vectors",
                 "/next_products": "vectors"}
 
 
@@ -167,6 +192,17 @@ class Nhip:
         return PropensityResponse(model_version=versions["propensity"], build_id=versions["build_id"],
                                   features_as_of=versions["features_as_of"],
                                   results=[PropensityItem(**r) for r in results])
+
+    @bentoml.api(route="/clv")
+    def clv(self, customer_ids: list[str]) -> ClvResponse:
+        """Churn and lifetime value over the propensity horizon: P(alive), expected purchase days and
+        spend, churn risk and source per customer."""
+        state = self._state()
+        results = _answer(lambda: state.scorer.clv(customer_ids), state, "propensity")
+        versions = state.versions()
+        return ClvResponse(model_version=versions["propensity"], build_id=versions["build_id"],
+                           features_as_of=versions["features_as_of"], horizon_days=state.scorer.horizon_days,
+                           results=[ClvItem(**r) for r in results])
 
     @bentoml.api(route="/send_time")
     def send_time(

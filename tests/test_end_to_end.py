@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -40,6 +42,8 @@ def pipeline(tmp_path_factory):
         _cli(env, "report", "--out", str(root / "reports"))
         _cli(env, "score", "propensity", "--as-of", "2026-08-29", "--horizon-days", "30",
              "--output", str(root / "propensity.csv"))
+        _cli(env, "score", "clv", "--as-of", "2026-08-29", "--horizon-days", "30",
+             "--output", str(root / "clv.csv"))
         _cli(env, "score", "send-time", "--channel", "zalo_oa", "--from", "2026-09-02T08:00",
              "--to", "2026-09-03T08:00", "--output", str(root / "send_time.csv"))
     finally:
@@ -73,6 +77,16 @@ def test_score_files_follow_the_contract(pipeline):
     # Every customer is answered, and the rows say by whom: the model above the gate, fallbacks below.
     assert scores["score"].notna().all() and set(scores["source"]) <= {"model", "btyd", "shop"}
     assert "model" in set(scores["source"])
+    clv = pd.read_csv(root / "clv.csv")
+    assert list(clv.columns[:2]) == ["customer_id", "phone"]
+    assert list(clv.columns[-6:]) == ["p_alive", "expected_purchases", "expected_spend", "churn_risk", "source",
+                                      "reason"]
+    assert set(clv["customer_id"]) == set(scores["customer_id"])
+    assert clv["expected_purchases"].notna().all() and (clv["expected_spend"] >= 0).all()
+    assert set(clv["source"]) <= {"model", "btyd", "shop"} and "model" in set(clv["source"])
+    buyers = clv["p_alive"].notna()
+    assert buyers.any() and set(clv.loc[buyers, "churn_risk"]) <= {"High", "Medium", "Low"}
+    assert clv.loc[~buyers, "churn_risk"].isna().all()
     times = pd.read_csv(root / "send_time.csv")
     assert list(times.columns[-4:]) == ["send_at", "score", "source", "explored"]
     assert set(times["source"].dropna()) <= {"customer", "activity", "segment", "shop"}
@@ -87,6 +101,8 @@ def test_reports_are_written_without_personal_data(pipeline):
     assert reports == ["propensity.html", "send_time.html"]
     text = (root / "reports" / "propensity.html").read_text(encoding="utf-8")
     assert "Model quality" in text and "Chất lượng mô hình" in text
+    assert "Churn and lifetime value" in text and "Rời bỏ và giá trị vòng đời" in text
+    assert 'The "at risk" audience' in html.unescape(text)
     identities = pd.read_csv(root / "data" / "identities.csv", dtype=str)
     phones = identities.loc[identities["id_type"] == "phone", "id_value"].head(50)
     assert not any(p in text for p in phones)
@@ -107,7 +123,8 @@ def test_a_trained_model_ranks_an_active_buyer_above_a_silent_customer(pipeline)
     silent = {**common, "tenure_days": 400, "recency_days": 365, "purchase_recency_days": 380,
               "n_purchases": 1, "monetary_total": 2e5, "monetary_avg": 2e5, "n_events": 5,
               "n_channels": 1, "n_distinct_products": 1, "cart_recency_days": 390}
-    p = model.predict_proba(pd.DataFrame([active, silent]))[:, 1]
+    # The blend's input, Pareto/NBD's expected purchase days: a regular buyer against a lapsed one.
+    p = model.predict_proba(pd.DataFrame([active, silent]), blend=np.array([2.0, 0.02]))[:, 1]
     assert p[0] > p[1] + 0.1
 
 
@@ -128,6 +145,15 @@ def test_service_over_http_matches_the_models_in_process(pipeline):
             if want["status"] == "scored":
                 assert answer["score"] == pytest.approx(want["score"])
                 assert answer["bucket"] == want["bucket"]
+        assert got["results"][-1]["status"] == "unknown"
+
+        got = httpx.post(f"{base}/clv", json={"customer_ids": ids}, timeout=30).json()
+        assert got["model_version"] == scorer.versions()["propensity"] and got["horizon_days"] == 30
+        for answer, want in zip(got["results"], scorer.clv(ids)):
+            assert answer["status"] == want["status"] and answer["source"] == want.get("source")
+            assert answer["churn_risk"] == want.get("churn_risk")
+            if want["status"] == "scored":
+                assert answer["expected_spend"] == pytest.approx(want["expected_spend"])
         assert got["results"][-1]["status"] == "unknown"
 
         body = {"customer_ids": ids, "channel": "zalo_oa", **WINDOW}

@@ -21,6 +21,7 @@ from features.profile.training_sets import rolling_as_ofs, training_set
 from features.store import event_time_range
 from models import bgnbd, paretonbd
 from models.answers import ANSWER_COLUMNS, SOURCES, UNSCORED, ScoreGate, answer_propensity
+from models.clv import LifetimeModels, answer_clv, fit_lifetime
 from models.propensity import PropensityModel
 from training.errors import NotEnoughDataError
 from training.evaluate import (
@@ -157,6 +158,9 @@ class PropensityResult:
     summary: pd.DataFrame | None = None  # the buyers' (frequency, recency, T) at the test snapshot
     gate: ScoreGate | None = None
     pareto: object | None = None  # Pareto/NBD fitted on `summary` (the blend's input), or None
+    # Churn and lifetime value of the test customers as shipped (`models.clv`), and the models behind it
+    clv: pd.DataFrame | None = None
+    lifetime: LifetimeModels | None = None
 
 
 def model_features(feature_list: FeatureList, plan: SnapshotPlan) -> tuple[str, ...]:
@@ -368,4 +372,9 @@ def fit_propensity(
                "by_source": metrics_by_source(test),
                "label_windows": sorted({w for d in [*plan.train, *plan.calibration]
                                         for w in plan.windows(d)})}
-    return PropensityResult(model, plan, metrics, test, counts, baselines, details, summary, gate, pareto)
+    # Churn and lifetime value ride with the propensity model: built on its answers, with Pareto/NBD and
+    # Gamma-Gamma fitted on the test snapshot's buyers (label-free), logged in the same run.
+    lifetime = fit_lifetime(summary, horizon_days, pareto)
+    clv = answer_clv(test.set_index("customer_id")[list(ANSWER_COLUMNS)], summary, lifetime)
+    return PropensityResult(model, plan, metrics, test, counts, baselines, details, summary, gate, pareto,
+                            clv, lifetime)

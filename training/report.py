@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment
 
+from models.clv import at_risk
 from nhip.clock import to_local
 from training.evaluate import calibration_table, grade, lift_curve
 from training.gate import BUCKET_NAMES
@@ -210,9 +211,47 @@ def propensity_report(result, fingerprint: dict, plots: dict[str, bytes] | None 
             + _table(_source_table(result), "{:.3f}")),
         _section("Tệp khách gợi ý", "Suggested audiences", _table(audiences, "{:.2f}")),
     ]
+    if result.clv is not None:
+        sections.append(_clv_section(result))
     if verdict is not None:
         sections.append(_decision_section(verdict))
     return _render("Khả năng mua hàng / Purchase propensity", sections, fingerprint)
+
+
+AT_RISK_SHOWN = 10
+
+
+def _clv_section(result) -> dict[str, str]:
+    """Churn risk by level, expected purchases and spend by source, and the at-risk audience (customer
+    ids only, the most valuable first)."""
+    clv, horizon = result.clv, result.model.horizon_days
+    risk = clv["churn_risk"].fillna("never bought / chưa mua").value_counts()
+    by_risk = pd.DataFrame({"customers / khách": risk, "share / tỷ lệ": risk / max(1, risk.sum())})
+    scored = clv[clv["status"] == "scored"]
+    by_source = scored.groupby("source").agg(**{
+        "customers / khách": ("expected_purchases", "size"),
+        "expected purchase days / số ngày mua dự kiến": ("expected_purchases", "sum"),
+        "expected spend / chi tiêu dự kiến": ("expected_spend", "sum")})
+    audience = at_risk(clv)
+    top = audience.head(AT_RISK_SHOWN)[["p_alive", "expected_spend"]].rename_axis("customer_id").reset_index()
+    params = result.lifetime.params() if result.lifetime is not None else {}
+    fitted = "; ".join(f"{name}: " + ", ".join(f"{k}={v:.3g}" for k, v in values.items())
+                       for name, values in params.items() if values) or "—"
+    body = (
+        _both(f"Trong {horizon} ngày tới. P(còn là khách) theo Pareto/NBD; rủi ro rời bỏ Cao khi P < 0,5, "
+              "Trung bình khi P < 0,8, Thấp khi còn lại. Chi tiêu mỗi lần mua theo Gamma-Gamma.",
+              f"Over the next {horizon} days. P(alive) from Pareto/NBD; churn risk High below 0.5, Medium "
+              "below 0.8, Low otherwise. Spend per purchase day from Gamma-Gamma.")
+        + _table(by_risk, "{:.2f}") + _table(by_source, "{:,.1f}")
+        + _both(f"Tệp \"có nguy cơ rời bỏ\": {len(audience)} khách rủi ro Cao, chi tiêu dự kiến "
+                f"{audience['expected_spend'].sum():,.0f}; {min(AT_RISK_SHOWN, len(audience))} khách giá trị nhất:",
+                f"The \"at risk\" audience: {len(audience)} customers at High risk, expected spend "
+                f"{audience['expected_spend'].sum():,.0f}; the {min(AT_RISK_SHOWN, len(audience))} most "
+                "valuable:")
+        + _table(top, "{:,.3f}")
+        + _both(f"Tham số: {fitted}.", f"Parameters: {fitted}.")
+    )
+    return _section("Rời bỏ và giá trị vòng đời", "Churn and lifetime value", body)
 
 
 def send_time_plots(result) -> dict[str, bytes]:

@@ -210,6 +210,9 @@ def train_propensity(
                 "promotion_margin": config.gate.margin,
                 "max_ece": config.gate.max_ece,
                 **config.identity.params(),
+                # The lifetime models ride with this run (`models.clv`): fitted on the test snapshot.
+                **{f"lifetime.{name}.{k}": v for name, values in result.lifetime.params().items()
+                   for k, v in (values or {}).items()},
             }
         )
         mlflow.set_tags({"feature_list": model.feature_list, **_data_tags(data)})

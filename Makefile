@@ -11,7 +11,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean anchor-venv
 
 install: $(STAMP)
 
@@ -36,6 +36,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two workers; a file's tests share one
+
+# Only for benchmarks/cdnow_clv.py: PyMC-Marketing, the CLV anchor, in an environment of its own (its stack
+# pins its own numpy, pandas and scipy). Not needed by the product or the tests.
+anchor-venv: .venv-anchor/.installed
+
+.venv-anchor/.installed:
+	test -x .venv-anchor/bin/python || $(PY) -m venv .venv-anchor
+	.venv-anchor/bin/pip install --quiet pymc-marketing==0.19.2
+	touch $@
 
 clean:
 	rm -rf var mlruns/mlflow.db mlruns/artifacts reports $(DEMO)

@@ -125,7 +125,7 @@ class ParetoNBD(BTYDModel):
         return (integrand @ _WEIGHTS) * (t / 2.0) * self.p_alive(x, t_x, T)
 
 
-# The propensity model's BTYD input (`models.propensity.PropensityModel.blend_feature`): Pareto/NBD's
+# The propensity model's BTYD input (`models.propensity.PropensityModel`, its `blend_feature`): Pareto/NBD's
 # expected purchase days in the label window, fitted on the snapshot's own buyers; 0 for non-buyers.
 BLEND_FEATURE = "pareto_nbd_expected_h"
 

@@ -217,6 +217,7 @@ def test_no_personal_data_in_what_training_logged(trained_demo):
 
 def _propensity_result():
     from models.answers import ScoreGate
+    from models.clv import answer_clv, lifetime_from_params
     from models.propensity import PropensityModel
     from training.evaluate import (
         classification_metrics,
@@ -240,15 +241,18 @@ def _propensity_result():
     model.fit(train[list(features)], train["label"], cal[list(features)], cal["label"])
     test["customer_id"] = [f"c{i}" for i in range(len(test))]
     test["tenure_days"] = test["recency_days"] + 60
-    summary = pd.DataFrame({"frequency": 1.0, "recency": 10.0, "T": 100.0},
+    summary = pd.DataFrame({"frequency": 1.0, "recency": 10.0, "T": 100.0, "monetary": 150_000.0},
                            index=test.loc[test["n_purchases"] > 0, "customer_id"])
     gate = ScoreGate(5)  # some customers below it: the report shows the fallbacks' answers too
     test = answer_test(model, test, summary, 30, gate)
     metrics = classification_metrics(test["label"], test["score"])
     metrics["ece"] = expected_calibration_error(test["label"], test["score"])
     recency = ranking_metrics(test["label"], -test["recency_days"])
+    lifetime = lifetime_from_params({"pareto_nbd": {"r": 0.6, "alpha": 80.0, "s": 0.55, "beta": 68.0},
+                                     "gamma_gamma": {"p": 6.0, "q": 3.6, "gamma": 1.5e5}}, summary, 30)
+    clv = answer_clv(test.set_index("customer_id"), summary, lifetime)
     return SimpleNamespace(
-        model=model, metrics=metrics, test=test,
+        model=model, metrics=metrics, test=test, clv=clv, lifetime=lifetime,
         plan=SimpleNamespace(test=parse_as_of("2026-07-30")),
         baselines={"recency": recency, "bgnbd": {"auc": 0.61, "pr_auc": 0.3, "lift_top_decile": 1.7}},
         details={"gate": gate.describe(), "by_source": metrics_by_source(test)},
@@ -273,6 +277,7 @@ def test_the_propensity_report_has_every_section_in_both_languages():
     for vi, en in [("Chất lượng mô hình", "Model quality"), ("Độ nâng (lift)", "Lift"),
                    ("Hiệu chuẩn", "Calibration"), ("Phân bố điểm", "Score histogram"),
                    ("Yếu tố ảnh hưởng nhất", "Top drivers"), ("Nhóm điểm", "Buckets"),
+                   ("Rời bỏ và giá trị vòng đời", "Churn and lifetime value"),
                    ("Tệp khách gợi ý", "Suggested audiences"), ("Quyết định thăng hạng", "Promotion decision"),
                    ("Nguồn điểm", "Where the scores come from")]:
         assert f'{vi} <span class="en">/ {en}</span>' in text

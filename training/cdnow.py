@@ -264,8 +264,69 @@ def evaluate_cdnow(
         bgnbd_params=result.details.get("bgnbd_params", {}),
         pareto_nbd_params=result.details.get("pareto_nbd_params", {}),
         feature_list=result.model.feature_list,
-        details={"plan": result.plan},
+        details={"plan": result.plan, "result": result},
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# churn and lifetime value
+# ---------------------------------------------------------------------------------------------------------
+
+
+def holdout_purchases(store_path: Path, identity: IdentityConfig, as_of: datetime, horizon_days: int
+                      ) -> pd.DataFrame:
+    """Per customer, purchase days and spend in (as_of, as_of + horizon]: what the CLV answers predict.
+    Purchase days, as in the summary the models learn from (orders of one local day count once)."""
+    from datetime import timedelta
+
+    from features.identity.events import resolve_events
+    from features.store import open_store
+    from nhip.clock import sql_local
+
+    end = as_of + timedelta(days=horizon_days)
+    with open_store(store_path) as con, resolve_events(con, end, identity) as events:
+        return con.execute(
+            f"""SELECT customer_id, count(DISTINCT CAST({sql_local('ts')} AS DATE))::DOUBLE AS purchases,
+                       coalesce(sum(amount), 0)::DOUBLE AS spend
+                FROM {events.source} WHERE type = 'purchase' AND ts > $start AND ts <= $end
+                GROUP BY customer_id""", {"start": as_of, "end": end},
+        ).df().set_index("customer_id")
+
+
+CLV_METRICS = ("spearman", "mae", "predicted_total", "actual_total", "purchases_mae")
+
+
+def clv_metrics(expected_purchases: pd.Series, expected_spend: pd.Series, actual: pd.DataFrame) -> dict:
+    """Spearman correlation and MAE of expected against actual spend, the totals, and the MAE of
+    expected purchase days, over the customers of `expected_spend` (a missing actual is 0)."""
+    from scipy.stats import spearmanr
+
+    got = actual.reindex(expected_spend.index).fillna(0.0)
+    return {"spearman": float(spearmanr(expected_spend, got["spend"]).statistic),
+            "mae": float((expected_spend - got["spend"]).abs().mean()),
+            "predicted_total": float(expected_spend.sum()), "actual_total": float(got["spend"].sum()),
+            "purchases_mae": float((expected_purchases - got["purchases"]).abs().mean())}
+
+
+def decile_calibration(expected_purchases: pd.Series, actual: pd.DataFrame) -> pd.DataFrame:
+    """Mean expected against mean actual purchase days per decile of expected purchases (1 = lowest)."""
+    got = actual.reindex(expected_purchases.index)["purchases"].fillna(0.0)
+    decile = pd.qcut(expected_purchases.rank(method="first"), 10, labels=range(1, 11))
+    return pd.DataFrame({"expected": expected_purchases, "actual": got, "decile": decile}).groupby(
+        "decile", observed=True).agg(customers=("actual", "size"), expected=("expected", "mean"),
+                                     actual=("actual", "mean"))
+
+
+def btyd_clv(summary: pd.DataFrame, horizon_days: int, counting) -> tuple[pd.Series, pd.Series]:
+    """Expected purchase days and spend of every buyer of `summary` from a counting model (`models.bgnbd`
+    or `models.paretonbd`) fitted here × Gamma-Gamma: the textbook recipe, as a labelled variant."""
+    from models import gammagamma
+
+    model = counting.fit_if_enough(summary["frequency"], summary["recency"], summary["T"])
+    spend = gammagamma.fit_if_enough(summary["frequency"], summary["monetary"])
+    purchases = pd.Series(model.expected_purchases(horizon_days, summary["frequency"], summary["recency"],
+                                                   summary["T"]), index=summary.index)
+    return purchases, purchases * spend.expected_spend(summary["frequency"], summary["monetary"])
 
 
 def markdown_table(table: pd.DataFrame) -> str:

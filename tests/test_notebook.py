@@ -63,5 +63,9 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     metrics = [c for c in code_cells if "propensity-metrics" in c.metadata.get("tags", [])]
     assert len(metrics) == 1
     text = _output_text(metrics[0])
-    assert all(word in text for word in ("auc", "model", "recency", "bgnbd")), text
+    assert all(word in text for word in ("auc", "model", "recency", "bgnbd", "pareto_nbd")), text
+    clv = [c for c in code_cells if "clv-answers" in c.metadata.get("tags", [])]
+    assert len(clv) == 1
+    text = _output_text(clv[0])
+    assert all(word in text for word in ("pareto_nbd", "gamma_gamma", "expected_spend", "model")), text
     assert (tmp_path / "home" / "store" / "manifest.json").exists()

@@ -11,8 +11,11 @@ million customers.
 Timed, each a median of three:
 
 - **scoring**: `models.answers.answer_propensity` as `nhip score` and the service run it: the model's
-  probabilities for everyone passing the gate, the fallbacks for the rest, percentile and bucket over
-  all. Shipped: compiled trees (lleaves). Variant, labelled: the LightGBM booster.
+  probabilities for everyone passing the gate (with its Pareto/NBD blend input), the fallbacks for the
+  rest, percentile and bucket over all. Shipped: compiled trees (lleaves). Variant, labelled: the
+  LightGBM booster.
+- **the lifetime models' fit** (Pareto/NBD and Gamma-Gamma on the buyers; once per feature build), and
+  **the CLV answers** (`models.clv.answer_clv`) for everyone, apart.
 - **reading** the profiles from the build's Parquet file and **writing** the answers as CSV, separately.
 - **service start-up**: a build holding the resampled customers is published, and `serving.state.
   load_state` (what the service does before it answers: open the build, load the champions from MLflow,
@@ -110,6 +113,7 @@ def main() -> None:
     from benchmarks.shipped import SHIPPED
     from features.builds import Builds
     from models.answers import answer_propensity
+    from models.clv import answer_clv, fit_lifetime
     from models.names import PROPENSITY_MODEL
     from serving.champions import load_champion
 
@@ -130,6 +134,9 @@ def main() -> None:
     config = settings.serving
     champion = load_champion(settings.tracking, PROPENSITY_MODEL)
     model = champion.model
+    # Pareto/NBD and Gamma-Gamma on the build's buyers: done once per feature build (its meta keeps the
+    # parameters; `nhip score` at another as-of fits them like it computes the profiles). Timed apart.
+    fit_s, lifetime = median_seconds(lambda: fit_lifetime(summary, model.horizon_days), repeat=1)
     rows = {}
     for label, compiled in (("compiled trees (lleaves, shipped)", True), ("LightGBM booster (variant)", False)):
         if compiled:
@@ -137,10 +144,11 @@ def main() -> None:
         else:
             model.trees_ = None
         seconds, answers = median_seconds(
-            lambda: answer_propensity(model, profiles, summary, model.horizon_days, config.gate))
+            lambda: answer_propensity(model, profiles, summary, model.horizon_days, config.gate, lifetime.pareto))
         rows[label] = {"seconds": seconds, "rows_per_second": len(profiles) / seconds, "scorer": model.scorer}
     model.compile_trees(config.compiled_dir)
-    answers = answer_propensity(model, profiles, summary, model.horizon_days, config.gate)
+    answers = answer_propensity(model, profiles, summary, model.horizon_days, config.gate, lifetime.pareto)
+    clv_s, clv = median_seconds(lambda: answer_clv(answers, summary, lifetime))
     out = tmp / "scores.csv"
     write_s, _ = median_seconds(lambda: answers.to_csv(out))
 
@@ -157,7 +165,9 @@ def main() -> None:
     print(json.dumps({
         "machine": machine(), "customers": len(profiles), "champion": champion.label,
         "sources": answers["source"].value_counts().to_dict(),
-        "scoring": rows, "read_profiles_s": read_s, "write_csv_s": write_s, "start_up": start_up,
+        "scoring": rows, "lifetime_fit_s": fit_s, "clv_answers_s": clv_s,
+        "clv_sources": clv["source"].value_counts().to_dict(),
+        "read_profiles_s": read_s, "write_csv_s": write_s, "start_up": start_up,
     }, indent=1, default=str))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import gammaln
 
-from models.bgnbd import LOG_BOUND
+from models.bgnbd import LOG_BOUND, MAX_FIT_BUYERS
 
 PARAMS = ("p", "q", "gamma")
 # Repeat buyers with a spend before a fit is trusted.
@@ -99,10 +99,13 @@ class GammaGamma:
 def fit_if_enough(frequency, monetary) -> GammaGamma | None:
     """Gamma-Gamma on the repeat buyers with a spend, or None when there are fewer than
     `MIN_REPEAT_BUYERS` of them, or the fit has no finite mean (q ≤ 1)."""
-    x, _ = _usable(frequency, monetary)
+    x, m = _usable(frequency, monetary)
     if len(x) < MIN_REPEAT_BUYERS:
         return None
-    model = GammaGamma().fit(frequency, monetary)
+    if len(x) > MAX_FIT_BUYERS:  # as for BG/NBD: a seeded sample is as precise, and bounded in time
+        keep = np.random.default_rng(0).choice(len(x), MAX_FIT_BUYERS, replace=False)
+        x, m = x[keep], m[keep]
+    model = GammaGamma().fit(x, m)
     return model if np.isfinite(model.population_mean()) else None
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, gammaln, hyp2f1
 
-from models.bgnbd import MIN_BUYERS, BTYDModel, _check
+from models import bgnbd
+from models.bgnbd import BTYDModel, _check
 
 PARAMS = ("r", "alpha", "s", "beta")
 # Nodes of the Gauss-Legendre rule for P(any purchase) (an integral over the next t days of a smooth,
@@ -151,12 +152,9 @@ def expected_for(model: ParetoNBD, summary, customers, window_days) -> np.ndarra
 
 
 def fit_if_enough(frequency, recency, T) -> ParetoNBD | None:
-    """Pareto/NBD fitted on the buyers given, or None under the same rule as BG/NBD's
-    (`models.bgnbd.MIN_BUYERS` buyers and at least one repeat buyer)."""
-    x = np.asarray(frequency, dtype=float)
-    if len(x) < MIN_BUYERS or not (x > 0).any():
-        return None
-    return ParetoNBD().fit(x, recency, T)
+    """Pareto/NBD fitted on the buyers given, under the same rule and sample as BG/NBD's
+    (`models.bgnbd.fit_if_enough`)."""
+    return bgnbd.fit_if_enough(frequency, recency, T, model=ParetoNBD)
 
 
 def simulate(params, T, rng: np.random.Generator):

@@ -124,9 +124,7 @@ def answer_clv(propensity: pd.DataFrame, summary: pd.DataFrame, lifetime: Lifeti
     if buyer.any() and lifetime.pareto is not None:
         rows = summary.iloc[position[buyer]]
         args = (rows["frequency"].to_numpy(), rows["recency"].to_numpy(), rows["T"].to_numpy())
-        p_alive[buyer] = lifetime.pareto.p_alive(*args)
-        expected = lifetime.pareto.expected_purchases(h, *args)
-        p_any = lifetime.pareto.p_any_purchase(h, *args)
+        p_alive[buyer], expected, p_any = lifetime.pareto.predict(h, *args)
         # E[purchase days | at least one]: ≥ 1 by definition; where P(any) underflows, one.
         given_any = np.where(p_any > 1e-12, expected / np.maximum(p_any, 1e-12), 1.0)
         model_rows = by_model[buyer]

@@ -16,6 +16,7 @@ expressions". Like BG/NBD it sees (frequency x, recency t_x, T) only, is fitted 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.special import expit, gammaln, hyp2f1
 
 from models import bgnbd
@@ -88,6 +89,18 @@ class ParetoNBD(BTYDModel):
     SIMPLEX_FIRST = False
     likelihood = staticmethod(log_likelihood)
 
+    def predict(self, t: float, frequency, recency, T) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(P(alive), expected purchases in t, P(any purchase in t)) per customer, each computed once per
+        distinct (x, t_x, T): a shop's million buyers in whole days hold far fewer distinct summaries,
+        and each prediction costs two hypergeometric functions and a quadrature."""
+        x, t_x, T = _check(frequency, recency, T)
+        codes, unique = pd.MultiIndex.from_arrays([x, t_x, T]).factorize()
+        ux, ut, uT = (unique.get_level_values(i).to_numpy(dtype=float) for i in range(3))
+        alive = self.p_alive(ux, ut, uT)
+        expected = self._expected(t, ux, uT, alive)
+        p_any = self._any_given_alive(t, ux, uT) * alive
+        return alive[codes], expected[codes], p_any[codes]
+
     def p_alive(self, frequency, recency, T) -> np.ndarray:
         """P(alive at T | x, t_x, T) (Fader & Hardie 2005, eq. 18): the alive term's share of the
         likelihood. Unlike BG/NBD's, it falls with silence for one-time buyers too."""
@@ -101,11 +114,14 @@ class ParetoNBD(BTYDModel):
         (r+x)(β+T) / ((α+T)(s−1)) · [1 − ((β+T)/(β+T+t))^(s−1)] · P(alive).
         Written as −expm1((s−1)·log q)/(s−1), q = (β+T)/(β+T+t), which has the limit −log q at s = 1.
         """
-        r, alpha, s, beta = self._params()
         x, t_x, T = _check(frequency, recency, T)
+        return self._expected(t, x, T, self.p_alive(x, t_x, T))
+
+    def _expected(self, t: float, x: np.ndarray, T: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        r, alpha, s, beta = self._params()
         log_q = np.log(beta + T) - np.log(beta + T + t)
         factor = -log_q if abs(s - 1.0) < 1e-9 else -np.expm1((s - 1.0) * log_q) / (s - 1.0)
-        return (r + x) * (beta + T) / (alpha + T) * factor * self.p_alive(x, t_x, T)
+        return (r + x) * (beta + T) / (alpha + T) * factor * alive
 
     def p_any_purchase(self, t: float, frequency, recency, T) -> np.ndarray:
         """P(at least one purchase in (T, T+t] | x, t_x, T).
@@ -118,12 +134,15 @@ class ParetoNBD(BTYDModel):
 
         evaluated by Gauss-Legendre quadrature, times P(alive).
         """
-        r, alpha, s, beta = self._params()
         x, t_x, T = _check(frequency, recency, T)
+        return self._any_given_alive(t, x, T) * self.p_alive(x, t_x, T)
+
+    def _any_given_alive(self, t: float, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        r, alpha, s, beta = self._params()
         u = (t / 2.0) * (_NODES + 1.0)  # nodes on (0, t)
         k, a, b = (r + x)[:, None], (alpha + T)[:, None], (beta + T)[:, None]
         integrand = k / (a + u) * np.exp(k * (np.log(a) - np.log(a + u)) + s * (np.log(b) - np.log(b + u)))
-        return (integrand @ _WEIGHTS) * (t / 2.0) * self.p_alive(x, t_x, T)
+        return (integrand @ _WEIGHTS) * (t / 2.0)
 
 
 # The propensity model's BTYD input (`models.propensity.PropensityModel`, its `blend_feature`): Pareto/NBD's
@@ -146,7 +165,7 @@ def expected_for(model: ParetoNBD, summary, customers, window_days) -> np.ndarra
     values = np.empty(len(rows))
     for window in np.unique(windows):  # a handful of label windows at most
         same = windows == window
-        values[same] = model.expected_purchases(window, *(a[same] for a in args))
+        values[same] = model.predict(window, *(a[same] for a in args))[1]
     out[buyer] = values
     return out
 
@@ -160,8 +179,6 @@ def fit_if_enough(frequency, recency, T) -> ParetoNBD | None:
 def simulate(params, T, rng: np.random.Generator):
     """(frequency, recency, T) of customers following Pareto/NBD with `params` = (r, alpha, s, beta):
     each draws λ and a lifetime τ ~ Exponential(μ), then buys as a Poisson process until min(τ, T)."""
-    import pandas as pd
-
     r, alpha, s, beta = params
     T = np.asarray(T, dtype=float)
     lam = rng.gamma(r, 1.0 / alpha, size=len(T))

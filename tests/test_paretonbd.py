@@ -120,3 +120,15 @@ def test_predictions_refuse_an_unfitted_model_and_impossible_summaries():
         ParetoNBD().p_alive([1.0], [1.0], [2.0])
     with pytest.raises(ValueError, match="recency"):
         _fitted().p_alive([1.0], [5.0], [2.0])
+
+
+def test_predict_computes_each_distinct_summary_once_with_the_same_answers():
+    model = _fitted()
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 4, 5000).astype(float)
+    T = rng.integers(10, 40, 5000).astype(float)
+    t_x = np.where(x > 0, np.floor(T * rng.uniform(0, 1, 5000)), 0.0)
+    alive, expected, p_any = model.predict(20.0, x, t_x, T)
+    np.testing.assert_allclose(alive, model.p_alive(x, t_x, T), rtol=1e-12)
+    np.testing.assert_allclose(expected, model.expected_purchases(20.0, x, t_x, T), rtol=1e-12)
+    np.testing.assert_allclose(p_any, model.p_any_purchase(20.0, x, t_x, T), rtol=1e-12)

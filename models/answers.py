@@ -5,7 +5,9 @@ answer naming its `source`:
 
 - `model`: the propensity champion, for customers that pass the gate (`ScoreGate`: at least
   NHIP_MIN_EVENTS_TO_SCORE events by the as-of). The gate is this one rule, used by training (which
-  rows the model learns and is tested on), `nhip score`, the service and the report.
+  rows the model learns and is tested on), `nhip score`, the service and the report. A champion that
+  blends in Pareto/NBD (`blend_input`) needs it fitted on the same buyers; where it cannot be, the
+  chain below answers.
 - `btyd`: BG/NBD's P(any purchase within the horizon) for buyers the model does not answer for (below
   the gate, or no champion yet). It needs no labels, only each buyer's (frequency, recency, T), and
   at least `models.bgnbd.MIN_BUYERS` buyers to fit on.
@@ -122,7 +124,7 @@ def answer_propensity(
     everyone). `summary` is the buyers' purchase summary as of the same instant as `profiles`; `pareto`
     the Pareto/NBD fitted on it, when the caller has one (the model's blend input, `blend_input`). A
     model whose blend input cannot be computed leaves every customer to the chain.
-    Written for a whole shop at once (a million customers in about two seconds): numpy arrays
+    Written for a whole shop at once (a million customers in about three seconds): numpy arrays
     throughout, and the summary looked up only for the customers the model leaves.
     """
     n = len(profiles)

@@ -94,8 +94,11 @@ class ParetoNBD(BTYDModel):
         distinct (x, t_x, T): a shop's million buyers in whole days hold far fewer distinct summaries,
         and each prediction costs two hypergeometric functions and a quadrature."""
         x, t_x, T = _check(frequency, recency, T)
-        codes, unique = pd.MultiIndex.from_arrays([x, t_x, T]).factorize()
-        ux, ut, uT = (unique.get_level_values(i).to_numpy(dtype=float) for i in range(3))
+        # A group number per row (in order of first appearance), and each group's first row.
+        codes = pd.DataFrame({"x": x, "t_x": t_x, "T": T}).groupby(["x", "t_x", "T"], sort=False).ngroup()
+        codes = codes.to_numpy()
+        first = np.unique(codes, return_index=True)[1]
+        ux, ut, uT = x[first], t_x[first], T[first]
         alive = self.p_alive(ux, ut, uT)
         expected = self._expected(t, ux, uT, alive)
         p_any = self._any_given_alive(t, ux, uT) * alive

@@ -6,7 +6,8 @@ request is then a lookup, and a customer's percentile is the same in the API as 
 customer of the build gets an answer with its `source` (`models.answers`): the champion where the gate
 lets it answer, BG/NBD or the shop's rate elsewhere, and before any champion exists the fallbacks alone
 (over `fallback_horizon_days`). Churn and lifetime value (`models.clv`) are computed at the same time,
-on those answers, with the Pareto/NBD and Gamma-Gamma the build fitted. Each model stands on its own: a shop with message events but no
+on those answers, with the Pareto/NBD and Gamma-Gamma the build fitted. Each model stands on its
+own: a shop with message events but no
 purchases has a send-time champion and no propensity one, and its send times are still served
 (`ModelUnavailable` names what is missing).
 """

@@ -229,7 +229,8 @@ def maximise_likelihood(
 
     def objective(log_params: np.ndarray) -> float:
         params = np.exp(log_params)
-        ll = log_likelihood(params, data.x, data.t_x, data.T)
+        with np.errstate(invalid="ignore", over="ignore"):  # far corners are not numbers: scored 1e10
+            ll = log_likelihood(params, data.x, data.t_x, data.T)
         value = -(data.weight @ ll) / total + penalizer * float(params @ params)
         return value if np.isfinite(value) else 1e10
 

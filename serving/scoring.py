@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.builds import Build, Builds, BuildsConfig
+from features.schema import MESSAGE_CHANNELS
 from features.vectors.config import VectorConfig
 from models.answers import ScoreGate, answer_propensity
 from models.clv import answer_clv, fit_lifetime, lifetime_from_params
@@ -166,6 +167,9 @@ class Scorer:
         With `explore` (default: the `NHIP_SEND_TIME_EXPLORE` setting) the hour comes from Thompson
         sampling, so sends keep teaching the model; `explored` says when that moved it off the best hour.
         """
+        if channel not in MESSAGE_CHANNELS:
+            raise ValueError(f"channel: {channel!r} is not a message channel; use one of "
+                             f"{', '.join(MESSAGE_CHANNELS)}")
         start, end = local_timestamp(start), local_timestamp(end)
         if end <= start:
             raise ValueError("window_end must be after window_start")

@@ -167,6 +167,10 @@ def test_service_over_http_matches_the_models_in_process(pipeline):
 
         bad = httpx.post(f"{base}/send_time", json={**body, "window_end": WINDOW["window_start"]})
         assert bad.status_code == 400
+        # An unknown channel is refused with the allowed values, not answered with a scored hour.
+        pigeon = httpx.post(f"{base}/send_time", json={**body, "channel": "pigeon"}, timeout=30)
+        assert pigeon.status_code == 400
+        assert "channel" in pigeon.text and "zalo_oa" in pigeon.text
 
         # Lookalike and next products over HTTP agree with the notebook API on the same build.
         import features

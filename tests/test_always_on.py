@@ -274,7 +274,10 @@ def test_up_runs_the_parts_restarts_a_dead_server_and_stops_them_all():
 
     dead = system.parts["service"].process.pid
     os.kill(dead, signals.SIGKILL)
-    settle(lambda: system.running("service") and system.parts["service"].process.pid != dead)
+    # Wait for the new server to say it listens: before that its SIGTERM handler may not be installed yet
+    # and a stop would kill it without its "bye".
+    settle(lambda: system.running("service") and system.parts["service"].process.pid != dead
+           and sum(line.endswith("[service] listening") for line in lines) == 2)
     assert any("[service] exited with code -9" in line for line in lines)
 
     system.stop()

@@ -25,6 +25,7 @@ their day-of-week shape from the shop, where there is enough data to see one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import time
 from functools import lru_cache
@@ -34,7 +35,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator
 
-from nhip.clock import HOURS_PER_DAY, HOURS_PER_WEEK, hour_of_week
+from nhip.clock import HOURS_PER_DAY, HOURS_PER_WEEK, LOCAL_OFFSET_HOURS, LOCAL_TZ
 
 SOURCES = ("customer", "activity", "segment", "shop")  # the fallback chain, most personal first
 # Parts of the day for the `segment` level, by local hour; a customer belongs to the part holding most of
@@ -47,6 +48,7 @@ _MAX_P = 0.99
 # A channel with fewer sends (or only opens, or none) borrows the calibration fitted on all channels.
 _MIN_SENDS_TO_CALIBRATE = 100
 _MIN_GAIN = 1e-3
+_CHUNK = 20_000  # customers whose 168-hour curves are held at once
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,36 @@ class SendTimeConfig:
 
 def allowed_slots(start: pd.Timestamp, end: pd.Timestamp, quiet: QuietHours) -> list:
     """Whole local hours in [start, end] whose start lies outside quiet hours."""
-    return list(_slots(start, end, quiet)[0])
+    return [_slot_time(h) for h in slot_hours(start, end, quiet)[0]]
 
 
-@lru_cache(maxsize=64)
-def _slots(start: pd.Timestamp, end: pd.Timestamp, quiet: QuietHours) -> tuple[tuple[pd.Timestamp, ...], np.ndarray]:
-    """The allowed slots and their hours of week; cached, as a batch asks the same window per customer."""
-    slots = pd.date_range(start.ceil("h"), end, freq="h")
-    slots = tuple(s for s in slots if s.time() not in quiet)
-    return slots, hour_of_week(pd.DatetimeIndex(slots)) if slots else np.empty(0, dtype=int)
+def slot_hours(start: pd.Timestamp, end: pd.Timestamp, quiet: QuietHours) -> tuple[np.ndarray, np.ndarray]:
+    """The allowed slots of [start, end] as (hours since the epoch, local hours of week).
+
+    Integer arithmetic rather than a pandas date range: a request's window starts at "now", which is
+    never the same twice, so nothing can be cached, and this is asked before every message. Vietnam has
+    one offset all year (UTC+7, no daylight saving), which is what makes the arithmetic exact.
+    """
+    first = math.ceil(start.timestamp() / 3600)  # the first whole hour at or after start
+    last = math.floor(end.timestamp() / 3600)
+    hours = np.arange(first, last + 1, dtype=np.int64)
+    local = hours + LOCAL_OFFSET_HOURS
+    hod = local % HOURS_PER_DAY
+    hours = hours[~_quiet_mask(quiet)[hod]]
+    local = hours + LOCAL_OFFSET_HOURS
+    # 1970-01-01 was a Thursday: day 3 of a week that starts on Monday (as `nhip.clock.hour_of_week`).
+    how = ((local // HOURS_PER_DAY + 3) % 7) * HOURS_PER_DAY + local % HOURS_PER_DAY
+    return hours, how
+
+
+@lru_cache(maxsize=16)
+def _quiet_mask(quiet: QuietHours) -> np.ndarray:
+    """24 booleans: whether a slot starting at that whole local hour lies in quiet hours."""
+    return np.array([time(h) in quiet for h in range(HOURS_PER_DAY)])
+
+
+def _slot_time(hour: int) -> pd.Timestamp:
+    return pd.Timestamp(int(hour) * 3600, unit="s", tz="UTC").tz_convert(LOCAL_TZ)
 
 
 def _circular_smooth(counts: np.ndarray, kernel: np.ndarray = _KERNEL) -> np.ndarray:
@@ -148,6 +171,24 @@ class SendTimeInputs:
     activity: pd.DataFrame | None = None
 
 
+@dataclass(frozen=True)
+class SendTimeChoices:
+    """`choose_many`'s answer, one entry per customer asked: the slot as hours since the epoch (-1 when
+    the window is all quiet hours), the model's P(open) there (NaN then), the source of the curve and
+    whether exploration moved the pick off the best-scored slot."""
+
+    hours: np.ndarray
+    scores: np.ndarray
+    sources: list[str]
+    explored: np.ndarray
+
+    def __getitem__(self, i: int) -> SendTimeChoice:
+        hour = int(self.hours[i])
+        if hour < 0:
+            return SendTimeChoice(None, None, self.sources[i])
+        return SendTimeChoice(_slot_time(hour), float(self.scores[i]), self.sources[i], bool(self.explored[i]))
+
+
 class _HourCurveModel(BaseEstimator):
     """What both versions share: choosing a slot from a 168-hour curve, greedily or by Thompson sampling."""
 
@@ -156,6 +197,16 @@ class _HourCurveModel(BaseEstimator):
 
     def sample_curve(self, customer_id: str, channel: str, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
+
+    def curves(self, customer_ids, channel: str) -> tuple[np.ndarray, list[str]]:
+        """(n × 168 curves, n sources); one `curve` per customer here, a version may do them at once."""
+        pairs = [self.curve(c, channel) for c in customer_ids]
+        return np.array([c for c, _ in pairs]).reshape(len(pairs), HOURS_PER_WEEK), [s for _, s in pairs]
+
+    def sample_curves(self, customer_ids, channel: str, rng: np.random.Generator) -> np.ndarray:
+        """n × 168: one posterior draw per customer."""
+        return np.array([self.sample_curve(c, channel, rng) for c in customer_ids]).reshape(
+            len(customer_ids), HOURS_PER_WEEK)
 
     def choose(
         self,
@@ -175,16 +226,34 @@ class _HourCurveModel(BaseEstimator):
         hours we are unsure of and future sends keep teaching the model; the score stays the posterior
         mean at the chosen hour. `rng` makes the draw reproducible.
         """
-        curve, source = self.curve(customer_id, channel)
-        slots, how = _slots(start, end, quiet)
-        if not slots:
-            return SendTimeChoice(None, None, source)
-        best = int(np.argmax(curve[how]))
+        return self.choose_many([customer_id], channel, start, end, quiet, explore=explore, rng=rng)[0]
+
+    def choose_many(
+        self,
+        customer_ids,
+        channel: str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        quiet: QuietHours,
+        *,
+        explore: bool = False,
+        rng: np.random.Generator | None = None,
+    ) -> SendTimeChoices:
+        """`choose` for many customers at once, as arrays: the service asks for a whole campaign in one
+        request, and a customer at a time would spend its time in Python rather than in the model."""
+        n = len(customer_ids)
+        hours, how = slot_hours(start, end, quiet)
+        curves, sources = self.curves(customer_ids, channel)
+        if not len(hours):
+            return SendTimeChoices(np.full(n, -1), np.full(n, np.nan), sources, np.zeros(n, dtype=bool))
+        in_window = curves[:, how]
+        best = np.argmax(in_window, axis=1)
         pick = best
         if explore:
-            sampled = self.sample_curve(customer_id, channel, rng or np.random.default_rng())
-            pick = int(np.argmax(sampled[how]))
-        return SendTimeChoice(slots[pick], float(curve[how[pick]]), source, explored=pick != best)
+            sampled = self.sample_curves(customer_ids, channel, rng or np.random.default_rng())
+            pick = np.argmax(sampled[:, how], axis=1)
+        rows = np.arange(n)
+        return SendTimeChoices(hours[pick], in_window[rows, pick], sources, pick != best)
 
     def best_time(
         self,
@@ -203,15 +272,17 @@ class _HourCurveModel(BaseEstimator):
         return choice.when, choice.score, choice.source
 
     def predict_rows(self, rows: pd.DataFrame) -> np.ndarray:
-        """P(open) for each row of customer_id, channel, hour_of_week; one curve per customer and channel."""
+        """P(open) for each row of customer_id, channel, hour_of_week; one curve per customer and channel,
+        computed `_CHUNK` customers at a time."""
         out = np.empty(len(rows))
-        keys = list(zip(rows["customer_id"], rows["channel"]))
         how = rows["hour_of_week"].to_numpy().astype(int)
-        cache: dict[tuple[str, str], np.ndarray] = {}
-        for i, key in enumerate(keys):
-            if key not in cache:
-                cache[key] = self.curve(*key)[0]
-            out[i] = cache[key][how[i]]
+        ids = rows["customer_id"].to_numpy()
+        for channel, positions in rows.groupby("channel").indices.items():
+            unique, inverse = np.unique(ids[positions], return_inverse=True)
+            for lo in range(0, len(unique), _CHUNK):
+                curves = self.curves(unique[lo:lo + _CHUNK], channel)[0]
+                these = (inverse >= lo) & (inverse < lo + _CHUNK)
+                out[positions[these]] = curves[inverse[these] - lo, how[positions[these]]]
         return out
 
 
@@ -534,54 +605,73 @@ class SendTimeModel(_HourCurveModel):
         weights = np.column_stack([w_own, (1 - w_own)[:, None] * rest])
         return own, pooled, weights
 
-    def _posterior(self, customer_id: str | None, channel: str) -> tuple[np.ndarray, float, float, str]:
-        """Dirichlet concentration of the reading hours, the open-rate posterior (opens and expected
-        opens, both with pseudo-counts: a Gamma) and the source. None is a customer we know nothing of."""
+    def _posteriors(self, customer_ids, channel: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For each customer: the Dirichlet concentration of their reading hours (n × 24), the open-rate
+        posterior (opens and expected opens, both with pseudo-counts: a Gamma) and the index in SOURCES
+        of the level that decided. A customer the model does not know gets the shop's (`shop`)."""
         key, chan = self._channel_key(channel)
-        i = -1 if customer_id is None else self.customers_.get_indexer([customer_id])[0]
+        idx = self.customers_.get_indexer(customer_ids) if len(customer_ids) else np.empty(0, dtype=int)
+        known = idx >= 0
         k, r = self.prior_strength, self.rate_strength
-        if i < 0:
-            return k * self.shop_profile_[key], r, r, "shop"
-        own, pooled, weights = self._level_weights(channel, np.array([i]))
-        concentration = own[0] + k * pooled[0]
-        source = SOURCES[int(np.argmax(weights[0]))]
-        if chan is None:
-            return concentration, r, r, source
-        return (concentration, float(self.opens_[chan, i]) + r, float(self.expected_opens_[chan, i]) + r,
-                source)
+        n = len(idx)
+        concentration = np.tile(k * self.shop_profile_[key], (n, 1))
+        opens, expected = np.full(n, float(r)), np.full(n, float(r))
+        source = np.full(n, SOURCES.index("shop"))
+        if known.any():
+            own, pooled, weights = self._level_weights(channel, idx[known])
+            concentration[known] = own + k * pooled
+            source[known] = np.argmax(weights, axis=1)
+            if chan is not None:
+                opens[known] += self.opens_[chan, idx[known]]
+                expected[known] += self.expected_opens_[chan, idx[known]]
+        return concentration, opens, expected, source
 
-    def _scores(self, profile: np.ndarray, rate: float, channel: str) -> np.ndarray:
-        """168 probabilities from reading hours and the customer's rate. A rate that would push the best
-        hour past `_MAX_P` is capped rather than the curve clipped, which would flatten its top."""
+    def _scores(self, profiles: np.ndarray, rates: np.ndarray, channel: str) -> np.ndarray:
+        """n × 168 probabilities from reading hours (n × 24) and each customer's rate. A rate that would
+        push the best hour past `_MAX_P` is capped rather than the curve clipped, which would flatten its
+        top."""
         key = self._channel_key(channel)[0]
         floor, gain = self.calibration_[key]
-        daily = floor + gain * (self.kernel_ @ profile)
-        weekly = np.tile(daily, 7) * np.repeat(self.week_[key], HOURS_PER_DAY)
-        return np.clip(min(rate, _MAX_P / weekly.max()) * weekly, 0.0, 1.0)
+        daily = floor + gain * (profiles @ self.kernel_.T)
+        weekly = (daily[:, None, :] * self.week_[key][None, :, None]).reshape(len(daily), HOURS_PER_WEEK)
+        rates = np.minimum(rates, _MAX_P / weekly.max(axis=1))
+        return np.clip(rates[:, None] * weekly, 0.0, 1.0)
 
     # -- answers ------------------------------------------------------------------------------------------
 
+    def curves(self, customer_ids, channel: str) -> tuple[np.ndarray, list[str]]:
+        """n × 168 values of P(open or click | sent at that local hour of week) and, per customer, the
+        level that decided: `customer`, `activity`, `segment` or `shop` (see the module docstring)."""
+        concentration, opens, expected, source = self._posteriors(customer_ids, channel)
+        profiles = concentration / concentration.sum(axis=1, keepdims=True)
+        return self._scores(profiles, opens / expected, channel), [SOURCES[i] for i in source]
+
+    def sample_curves(self, customer_ids, channel: str, rng: np.random.Generator) -> np.ndarray:
+        """One draw per customer from the posterior: reading hours from their Dirichlet (normalised
+        Gamma draws), the open rate from its Gamma."""
+        concentration, opens, expected, _ = self._posteriors(customer_ids, channel)
+        draws = rng.gamma(np.maximum(concentration, 1e-3))
+        profiles = draws / draws.sum(axis=1, keepdims=True)
+        return self._scores(profiles, rng.gamma(opens, 1.0 / expected), channel)
+
     def curve(self, customer_id: str, channel: str) -> tuple[np.ndarray, str]:
-        """168 values of P(open or click | sent at that local hour of week) and the level that decided:
-        `customer`, `activity`, `segment` or `shop` (see the module docstring)."""
-        concentration, opens, expected, source = self._posterior(customer_id, channel)
-        return self._scores(concentration / concentration.sum(), opens / expected, channel), source
+        """`curves` for one customer."""
+        curves, sources = self.curves([customer_id], channel)
+        return curves[0], sources[0]
 
     def sample_curve(self, customer_id: str, channel: str, rng: np.random.Generator) -> np.ndarray:
-        """One draw from the posterior: reading hours from their Dirichlet, the open rate from its Gamma."""
-        concentration, opens, expected, _ = self._posterior(customer_id, channel)
-        profile = rng.dirichlet(np.maximum(concentration, 1e-3))
-        return self._scores(profile, rng.gamma(opens, 1.0 / expected), channel)
+        return self.sample_curves([customer_id], channel, rng)[0]
 
     def reading_profile(self, customer_id: str, channel: str) -> np.ndarray:
         """The pooled share of the customer's reading in each local hour of day (sums to 1)."""
-        concentration = self._posterior(customer_id, channel)[0]
+        concentration = self._posteriors([customer_id], channel)[0][0]
         return concentration / concentration.sum()
 
     def shop_curve(self, channel: str) -> np.ndarray:
         """The 168 scores of a customer the model knows nothing about (the last level of the chain)."""
-        concentration, opens, expected, _ = self._posterior(None, channel)
-        return self._scores(concentration / concentration.sum(), opens / expected, channel)
+        key = self._channel_key(channel)[0]
+        r = np.array([1.0])  # opens / expected with pseudo-counts alone
+        return self._scores((self.shop_profile_[key] / self.shop_profile_[key].sum())[None, :], r, channel)[0]
 
     def sources_summary(self) -> dict[str, dict[str, int]]:
         """Per channel, how many of the customers the model knows get each source."""

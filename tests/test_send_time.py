@@ -25,9 +25,9 @@ from models.send_time import (
     SendTimeConfig,
     SendTimeInputs,
     SendTimeModel,
-    hour_of_week,
+    slot_hours,
 )
-from nhip.clock import parse_as_of
+from nhip.clock import hour_of_week, parse_as_of
 from serving.scoring import Scorer
 from tests.conftest import IDENTITY, QUIET, write_jsonl
 from training.send_time import fit_send_time, send_time_inputs
@@ -315,3 +315,20 @@ def test_on_the_demo_shop_v2_beats_v1_and_the_baselines():
     m = fit.result.metrics
     assert m["holdout_auc"] > m["holdout_auc_v1"] > m["holdout_auc_shop_curve"]
     assert m["holdout_log_loss"] < m["holdout_log_loss_v1"] < m["holdout_log_loss_shop_curve"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=st.integers(1_600_000_000, 1_900_000_000), seconds=st.integers(0, 14 * 86_400),
+       quiet_start=st.integers(0, 23), quiet_end=st.integers(0, 23), offset=st.sampled_from(["+07:00", "UTC"]))
+def test_slot_arithmetic_agrees_with_the_calendar(start, seconds, quiet_start, quiet_end, offset):
+    """`slot_hours` does hour arithmetic on epoch seconds; the calendar (pandas, Asia/Ho_Chi_Minh) must
+    agree on every slot and its local hour of week, whatever the window and the quiet hours."""
+    tz = "Asia/Ho_Chi_Minh" if offset == "+07:00" else "UTC"
+    begin = pd.Timestamp(start + 0.25, unit="s", tz="UTC").tz_convert(tz)
+    end = begin + pd.Timedelta(seconds=seconds)
+    quiet = QuietHours(time(quiet_start), time(quiet_end))
+    calendar = pd.date_range(begin.ceil("h"), end, freq="h").tz_convert("Asia/Ho_Chi_Minh")
+    calendar = calendar[[t.time() not in quiet for t in calendar]]
+    hours, how = slot_hours(begin, end, quiet)
+    assert list(hours * 3600) == [int(t.timestamp()) for t in calendar]
+    assert list(how) == list(hour_of_week(calendar))

@@ -557,14 +557,25 @@ def serve(
 ):
     """Serve the champions over HTTP with BentoML (foreground; Ctrl-C stops)."""
     settings = _settings()
+    _check_service_keys(settings, host)
     if print_examples:
         _print_examples(settings, host, port)
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1", "NHIP_SERVE_HOST": host}
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:Nhip", "--host", host, "--port", str(port)]
     sys.stdout.flush()
     # Become the BentoML server rather than wait for it: a supervisor's SIGTERM then reaches the
     # server, which stops its workers, instead of killing this process and orphaning them.
     os.execve(sys.executable, command, env)
+
+
+def _check_service_keys(settings, host: str) -> None:
+    """NHIP_API_KEYS must parse, and a service reachable beyond this machine must have keys."""
+    from serving.auth import parse_keys, require_keys_off_loopback
+
+    try:
+        require_keys_off_loopback(host, parse_keys(settings.api_keys))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 @app.command()
@@ -583,6 +594,7 @@ def up(
     from nhip.system import System, SystemConfig, nhip_command, parse_clock
 
     settings = _settings()
+    _check_service_keys(settings, host)
     if not no_collector and not (settings.collector_api_key or "").strip():
         raise UserError("the collector needs an API key: set NHIP_COLLECTOR_API_KEY (clients send it as "
                         "X-API-Key), or run with --no-collector")
@@ -770,13 +782,14 @@ def _print_examples(settings, host: str, port: int, collector_port: int | None =
     body = json.dumps({"customer_ids": json.loads(ids), "channel": "zalo_oa",
                        "window_start": "2026-09-02T08:00:00+07:00",
                        "window_end": "2026-09-03T08:00:00+07:00"})
+    key = " -H 'X-API-Key: <a read key of NHIP_API_KEYS>'" if settings.api_keys else ""
     # Plain print: these lines are meant to be copied, so no wrapping by the console.
     print("\nTry, once the service says it is listening:\n")
     print(f"  curl -s {base}/healthz")
-    print(f"  curl -s -X POST {base}/propensity -H 'Content-Type: application/json' "
+    print(f"  curl -s -X POST {base}/propensity{key} -H 'Content-Type: application/json' "
           f"-d '{{\"customer_ids\": {ids}}}'")
-    print(f"  curl -s -X POST {base}/send_time -H 'Content-Type: application/json' -d '{body}'")
-    print(f"  curl -s -X POST {base}/model_versions")
+    print(f"  curl -s -X POST {base}/send_time{key} -H 'Content-Type: application/json' -d '{body}'")
+    print(f"  curl -s {base}/model_versions{key}")
     if collector_port is not None:
         event = json.dumps([{"event_id": "try-1", "ts": to_local(utcnow()).isoformat(timespec="seconds"),
                              "channel": "pos", "type": "purchase", "phone": "0912 345 678", "amount": 250000}])

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     collector_api_key: str | None = Field(
         default=None, description="X-API-Key the HTTP collector requires; without it `nhip collect` won't start"
     )
+    api_keys: str | None = Field(
+        default=None, description="the service's API keys, comma-separated name:scope:secret (scope read or "
+        "admin); without keys it answers anyone and starts only on a loopback address (serving/auth.py)",
+    )
     promotion_margin: float = Field(
         default=0.0, description="AUC a candidate must beat the champion by, on the same backtest"
     )

@@ -15,6 +15,7 @@ purchases has a send-time champion and no propensity one, and its send times are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +28,63 @@ from models.answers import ScoreGate, answer_propensity
 from models.clv import answer_clv, fit_lifetime, lifetime_from_params
 from models.send_time import SendTimeConfig
 from models.tracking import TrackingConfig
-from nhip.clock import local_timestamp, to_local
+from nhip.clock import LOCAL_FIXED_TZ, to_local
+
+UNKNOWN = "unknown customer id (not in the latest feature build)"
 
 
 def _unknown(customer_id: str) -> dict:
-    return {"customer_id": customer_id, "status": "unknown",
-            "error": "unknown customer id (not in the latest feature build)"}
+    return {"customer_id": customer_id, "status": "unknown", "error": UNKNOWN}
 
 
-def _number(value) -> float | None:
-    return float(value) if pd.notna(value) else None
+def _values(column: pd.Series, keep: np.ndarray | None = None) -> list:
+    """A column as native Python values, None where missing (or where `keep` is False)."""
+    values = column.astype(object).where(column.notna(), None)
+    if keep is not None:
+        values = values.where(keep, None)
+    return values.tolist()
+
+
+class AnswerLookup:
+    """Answers worked out for every customer of a build, held as one Python list per field so that a
+    request is an index lookup and a dict per customer: no pandas row access on the request path.
+
+    `fields` maps each answer field to its values, in the order of `index`.
+    """
+
+    def __init__(self, index: pd.Index, fields: dict[str, list]):
+        self.index = index
+        self.fields = fields
+        # A dict, not the index's own lookup: pandas converts every list of ids it is asked for into an
+        # Arrow array first, which costs more than the rest of a one-customer request.
+        self.position = dict(zip(index.tolist(), range(len(index))))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def positions(self, customer_ids) -> list[int]:
+        get = self.position.get
+        return [get(cid, -1) for cid in customer_ids]
+
+    def rows(self, customer_ids, positions=None) -> list[dict]:
+        """One answer per id, in the order asked; an id not in the build is `unknown`."""
+        positions = self.positions(customer_ids) if positions is None else positions
+        names, columns = list(self.fields), list(self.fields.values())
+        out = []
+        for cid, i in zip(customer_ids, positions):
+            if i < 0:
+                out.append(_unknown(cid))
+            else:
+                row = {"customer_id": cid}
+                for name, column in zip(names, columns):
+                    row[name] = column[i]
+                out.append(row)
+        return out
+
+    def page(self, offset: int, limit: int) -> list[dict]:
+        """Customers `offset` … `offset + limit - 1` in the build's order."""
+        ids = self.index[offset:offset + limit]
+        return self.rows(ids.tolist(), range(offset, offset + len(ids)))
 
 
 class ModelUnavailable(LookupError):
@@ -92,6 +140,8 @@ class Scorer:
         self.scores = answer_propensity(propensity.model if propensity is not None else None, profiles,
                                         summary, self.horizon_days, gate, self.lifetime.pareto)
         self.clv_answers = answer_clv(self.scores, summary, self.lifetime)
+        self.propensity_lookup = _propensity_lookup(self.scores)
+        self.clv_lookup = _clv_lookup(self.clv_answers)
 
     def _require(self, champion, name: str):
         if champion is None:
@@ -115,26 +165,11 @@ class Scorer:
         return f"{why}; and no fallback can answer: {reasons.iloc[0]}" if len(reasons) else why
 
     def propensity(self, customer_ids: list[str]) -> list[dict]:
+        """Score, percentile, bucket and source per customer, in the order asked."""
         unavailable = self.propensity_unavailable()
         if unavailable:
             raise ModelUnavailable(unavailable)
-        out = []
-        for cid in customer_ids:
-            if cid not in self.scores.index:
-                out.append(_unknown(cid))
-                continue
-            row = self.scores.loc[cid]
-            scored = row["status"] == "scored"
-            out.append({
-                "customer_id": cid,
-                "status": row["status"],
-                "score": float(row["score"]) if scored else None,
-                "percentile": float(row["percentile"]) if scored else None,
-                "bucket": row["bucket"],
-                "source": row["source"] if scored else None,
-                "error": row["reason"] if isinstance(row["reason"], str) else None,
-            })
-        return out
+        return self.propensity_lookup.rows(customer_ids)
 
     def clv(self, customer_ids: list[str]) -> list[dict]:
         """P(alive), expected purchase days and spend over the horizon, churn risk and source per
@@ -142,23 +177,7 @@ class Scorer:
         unavailable = self.propensity_unavailable()
         if unavailable:
             raise ModelUnavailable(unavailable)
-        out = []
-        for cid in customer_ids:
-            if cid not in self.clv_answers.index:
-                out.append(_unknown(cid))
-                continue
-            row = self.clv_answers.loc[cid]
-            out.append({
-                "customer_id": cid,
-                "status": row["status"],
-                "p_alive": _number(row["p_alive"]),
-                "expected_purchases": _number(row["expected_purchases"]),
-                "expected_spend": _number(row["expected_spend"]),
-                "churn_risk": row["churn_risk"] if isinstance(row["churn_risk"], str) else None,
-                "source": row["source"] if isinstance(row["source"], str) else None,
-                "error": row["reason"] if isinstance(row["reason"], str) else None,
-            })
-        return out
+        return self.clv_lookup.rows(customer_ids)
 
     def send_time(self, customer_ids: list[str], channel: str, start, end,
                   explore: bool | None = None) -> list[dict]:
@@ -166,29 +185,37 @@ class Scorer:
 
         With `explore` (default: the `NHIP_SEND_TIME_EXPLORE` setting) the hour comes from Thompson
         sampling, so sends keep teaching the model; `explored` says when that moved it off the best hour.
+        All the customers of a request are chosen for at once (`choose_many`).
         """
         if channel not in MESSAGE_CHANNELS:
             raise ValueError(f"channel: {channel!r} is not a message channel; use one of "
                              f"{', '.join(MESSAGE_CHANNELS)}")
-        start, end = local_timestamp(start), local_timestamp(end)
+        start, end = _aware(start), _aware(end)
         if end <= start:
             raise ValueError("window_end must be after window_start")
         explore = self.explore if explore is None else explore
         model = self._require(self.send_time_champion, "send_time").model
-        out = []
-        for cid in customer_ids:
-            if cid not in self.profiles.index:
+        position = self.propensity_lookup.position  # every customer of the build
+        known = [cid in position for cid in customer_ids]
+        asked = [cid for cid, k in zip(customer_ids, known) if k]
+        choices = model.choose_many(asked, channel, start, end, self.quiet, explore=explore, rng=self.rng)
+        hours, scores, explored = choices.hours.tolist(), choices.scores.tolist(), choices.explored.tolist()
+        stamps: dict[int, str] = {}  # a campaign's customers share a handful of slots
+        out, j = [], 0
+        for cid, k in zip(customer_ids, known):
+            if not k:
                 out.append(_unknown(cid))
                 continue
-            choice = model.choose(cid, channel, start, end, self.quiet, explore=explore, rng=self.rng)
-            out.append({
-                "customer_id": cid,
-                "status": "scored" if choice.when is not None else "no_slot",
-                "send_at": choice.when.isoformat() if choice.when is not None else None,
-                "score": choice.score,
-                "source": choice.source,
-                "explored": choice.explored,
-            })
+            hour = hours[j]
+            if hour < 0:
+                out.append({"customer_id": cid, "status": "no_slot", "send_at": None, "score": None,
+                            "source": choices.sources[j], "explored": False})
+            else:
+                if hour not in stamps:
+                    stamps[hour] = _slot_iso(hour)
+                out.append({"customer_id": cid, "status": "scored", "send_at": stamps[hour], "score": scores[j],
+                            "source": choices.sources[j], "explored": explored[j]})
+            j += 1
         return out
 
     def versions(self) -> dict[str, str | None]:
@@ -198,6 +225,40 @@ class Scorer:
             "send_time": self.send_time_champion.label if self.send_time_champion else None,
             "features_as_of": str(to_local(self.as_of)) if self.as_of is not None else None,
         }
+
+
+def _propensity_lookup(scores: pd.DataFrame) -> AnswerLookup:
+    scored = (scores["status"] == "scored").to_numpy()
+    return AnswerLookup(scores.index, {
+        "status": scores["status"].tolist(),
+        "score": _values(scores["score"], scored),
+        "percentile": _values(scores["percentile"], scored),
+        "bucket": _values(scores["bucket"]),
+        "source": _values(scores["source"], scored),
+        "error": _values(scores["reason"]),
+    })
+
+
+def _clv_lookup(answers: pd.DataFrame) -> AnswerLookup:
+    return AnswerLookup(answers.index, {
+        "status": answers["status"].tolist(),
+        **{name: _values(answers[name]) for name in ("p_alive", "expected_purchases", "expected_spend",
+                                                     "churn_risk", "source")},
+        "error": _values(answers["reason"]),
+    })
+
+
+def _aware(value) -> datetime:
+    """A window bound as an aware time: naive input is Vietnam time (`nhip.clock.local_timestamp`'s rule,
+    without pandas, which costs more than the choice itself for one customer)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=LOCAL_FIXED_TZ) if value.tzinfo is None else value
+
+
+def _slot_iso(hour: int) -> str:
+    """An hour since the epoch as Vietnam local time, e.g. 2026-08-29T09:00:00+07:00."""
+    return datetime.fromtimestamp(hour * 3600, LOCAL_FIXED_TZ).isoformat()
 
 
 def load_scorer(config: ServingConfig, build: Build | None = None, need: tuple[str, ...] = ()) -> Scorer:
@@ -214,6 +275,12 @@ def load_scorer(config: ServingConfig, build: Build | None = None, need: tuple[s
             if key in need:
                 raise ModelUnavailable(why)
             missing[key] = why
+    return scorer_over(config, build, champions, missing)
+
+
+def scorer_over(config: ServingConfig, build: Build, champions: dict, missing: dict[str, str]) -> Scorer:
+    """The Scorer of `champions` (key → loaded champion or None) over `build`, with the lifetime models
+    the build fitted: the service and `nhip score` construct it here alike."""
     return Scorer(champions["propensity"], champions["send_time"], build.table("profiles"),
                   build.table("repeat"), config.gate, config.send_time, config.fallback_horizon_days,
                   missing=missing, compiled_dir=config.compiled_dir, lifetime_params=build.meta.get("lifetime"))

@@ -20,12 +20,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from features.builds import Build, Builds
 from nhip.clock import to_local, utcnow
 from serving.champions import MODEL_KEYS, champion_version, load_usable
 from serving.recommender import Recommender
-from serving.scoring import Scorer, ServingConfig
+from serving.scoring import Scorer, ServingConfig, scorer_over
 
 _log = logging.getLogger("nhip.serving")
 
@@ -39,6 +40,11 @@ class ServingState:
     loaded_at: datetime
 
     def versions(self) -> dict[str, str | None]:
+        """The champion of each model and the build served, as every answer names them."""
+        return dict(self._versions)
+
+    @cached_property
+    def _versions(self) -> dict[str, str | None]:  # the state never changes: worked out once
         scorer = self.scorer
         return {
             "propensity": scorer.propensity_champion.label if scorer and scorer.propensity_champion else None,
@@ -86,9 +92,7 @@ def load_state(config: ServingConfig, previous: ServingState | None = None) -> S
         champions[key], why = load_usable(config.tracking, key, build, reuse=reuse)
         if why:
             problems[key] = why
-    scorer = Scorer(champions["propensity"], champions["send_time"], build.table("profiles"),
-                    build.table("repeat"), config.gate, config.send_time, config.fallback_horizon_days,
-                    missing=problems, compiled_dir=config.compiled_dir)
+    scorer = scorer_over(config, build, champions, dict(problems))
     recommender = None
     try:
         recommender = Recommender(build, open_vector_store(config.vectors, build))

@@ -276,7 +276,7 @@ def test_the_service_swaps_champions_and_builds_under_steady_requests(live):
         build_seconds = calls.wait_for("/propensity", lambda b: b["build_id"] == second.build_id)
         calls.wait_for("/send_time", lambda b: b["build_id"] == second.build_id)
         time.sleep(1)
-        versions = httpx.post(f"{base}/model_versions", json={}).json()
+        versions = httpx.get(f"{base}/model_versions").json()
 
     answers = calls.answers
     assert champion_seconds < 30 and build_seconds < 30
@@ -315,13 +315,13 @@ def test_a_service_with_one_model_answers_it_and_503s_the_other(live):
         assert refused.status_code == 503 and "no champion of nhip-send-time" in refused.text
         answered = httpx.post(f"{base}/propensity", json={"customer_ids": customers})
         assert answered.status_code == 200 and answered.json()["model_version"].startswith(PROPENSITY_MODEL)
-        versions = httpx.post(f"{base}/model_versions", json={}).json()
+        versions = httpx.get(f"{base}/model_versions").json()
         assert versions["send_time"] is None and versions["models"]["send_time"]["reason"]
 
         # Without a propensity champion either, the fallbacks answer (the shop has purchases), and say so.
         client(live.tracking).delete_registered_model_alias(PROPENSITY_MODEL, "champion")
         deadline = time.monotonic() + 30
-        while httpx.post(f"{base}/model_versions", json={}).json()["propensity"] is not None:
+        while httpx.get(f"{base}/model_versions").json()["propensity"] is not None:
             assert time.monotonic() < deadline, "the service did not follow the alias' removal"
             time.sleep(0.5)
         body = httpx.post(f"{base}/propensity", json={"customer_ids": customers}).json()

@@ -610,7 +610,7 @@ class SendTimeModel(_HourCurveModel):
         posterior (opens and expected opens, both with pseudo-counts: a Gamma) and the index in SOURCES
         of the level that decided. A customer the model does not know gets the shop's (`shop`)."""
         key, chan = self._channel_key(channel)
-        idx = self.customers_.get_indexer(customer_ids) if len(customer_ids) else np.empty(0, dtype=int)
+        idx = self._positions(customer_ids)
         known = idx >= 0
         k, r = self.prior_strength, self.rate_strength
         n = len(idx)
@@ -625,6 +625,21 @@ class SendTimeModel(_HourCurveModel):
                 opens[known] += self.opens_[chan, idx[known]]
                 expected[known] += self.expected_opens_[chan, idx[known]]
         return concentration, opens, expected, source
+
+    def _positions(self, customer_ids) -> np.ndarray:
+        """Each customer's row in the fitted arrays, -1 for one the model does not know. A dict, made on
+        first use and never pickled: pandas' own lookup converts each request's ids to an Arrow array
+        first, which costs more than the rest of a one-customer answer."""
+        table = self.__dict__.get("_position_of")
+        if table is None:
+            table = self.__dict__["_position_of"] = dict(zip(self.customers_.tolist(), range(len(self.customers_))))
+        get = table.get
+        return np.fromiter((get(c, -1) for c in customer_ids), dtype=np.int64, count=len(customer_ids))
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_position_of", None)
+        return state
 
     def _scores(self, profiles: np.ndarray, rates: np.ndarray, channel: str) -> np.ndarray:
         """n × 168 probabilities from reading hours (n × 24) and each customer's rate. A rate that would

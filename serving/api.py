@@ -350,7 +350,7 @@ def lookalike(body: LookalikeRequest) -> Response:
     return _json({"build_id": versions["build_id"], "features_as_of": versions["features_as_of"], **answer})
 
 
-@app.post("/next_products", response_model=NextProductsResponse, responses=declared(400, 404, 500, 503),
+@app.post("/next_products", response_model=NextProductsResponse, responses=declared(400, 404, 413, 500, 503),
           tags=["audiences"])
 def next_products(body: NextProductsRequest) -> Response:
     """The `k` products the customer likeliest wants next, leaving out what they bought within

@@ -27,7 +27,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from features.schema import IDENTIFIER_FIELDS, MESSAGE_CHANNELS
@@ -58,6 +58,23 @@ IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
 # -- requests ------------------------------------------------------------------------------------------------
 
 
+# Numbers and booleans in bodies mean what JSON Schema says: `"k": "5"` or `"k": true` is a 400 rather
+# than quietly read as 5 or 1, and `"k": 5.0` is the integer 5, as JSON Schema counts it.
+
+
+def _json_integer(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("a whole number is needed")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("a whole number is needed")
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
 class CustomersRequest(BaseModel):
     customer_ids: list[Id] = Field(min_length=1, max_length=MAX_CUSTOMERS,
                                    description=f"1 to {MAX_CUSTOMERS:,} customer ids, answered in this order")
@@ -71,14 +88,14 @@ class SendTimeRequest(CustomersRequest):
     window_end: datetime | None = Field(default=None, json_schema_extra={"pattern": YEARS},
                                         description=f"default: 24 hours after window_start; at most "
                                                     f"{MAX_WINDOW_DAYS} days after it")
-    explore: bool | None = Field(default=None, description="Thompson sampling instead of the best hour; "
+    explore: StrictBool | None = Field(default=None, description="Thompson sampling instead of the best hour; "
                                                            "default: the NHIP_SEND_TIME_EXPLORE setting")
 
 
 class LookalikeRequest(BaseModel):
     seeds: list[Id] = Field(min_length=1, max_length=MAX_CUSTOMERS,
                             description="customer ids, or identifiers of the type `id_type`")
-    k: int = Field(default=100, ge=1, le=MAX_K, description="how many customers to return")
+    k: JsonInt = Field(default=100, ge=1, le=MAX_K, description="how many customers to return")
     channel: Channel | None = Field(default=None, description="only customers who consent to this channel")
     id_type: IdType | None = Field(default=None, description="what the seeds are; default: customer ids, "
                                                              "else any identifier")
@@ -86,8 +103,8 @@ class LookalikeRequest(BaseModel):
 
 class NextProductsRequest(BaseModel):
     customer_id: Id
-    k: int = Field(default=10, ge=1, le=100)
-    exclude_days: int = Field(default=30, ge=0, le=3650, description="leave out what was bought within "
+    k: JsonInt = Field(default=10, ge=1, le=100)
+    exclude_days: JsonInt = Field(default=30, ge=0, le=3650, description="leave out what was bought within "
                                                                      "this many days before the build")
 
 

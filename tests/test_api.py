@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -25,6 +28,7 @@ from serving.auth import ADMIN, READ, identify, parse_keys, require_keys_off_loo
 from serving.metrics import Metrics
 from serving.state import Follower, empty_state
 from tests.registry_demo import SEND_TIME_AS_OF, clone_home
+from tests.servers import service
 
 READ_KEY, ADMIN_KEY, NEXT_KEY = "r-3f9c1d2e7a", "a-8b4e0c6d1f", "r-next-5a7b9c"
 KEYS = f"automation:read:{READ_KEY},ops:admin:{ADMIN_KEY},automation-next:read:{NEXT_KEY}"
@@ -33,15 +37,16 @@ WINDOW = {"window_start": "2026-08-20T08:00:00+07:00", "window_end": "2026-08-21
 
 @pytest.fixture(scope="module")
 def served(trained_demo, tmp_path_factory):
-    """The API over a clone of the trained demo, with three keys and counters of its own."""
+    """The API over a clone of the trained demo with a feature build (vectors in the snapshot), with three
+    keys and counters of its own."""
     settings = Settings(home=clone_home(trained_demo.home, tmp_path_factory.mktemp("api") / "home"))
-    build_features(settings.build, parse_as_of(SEND_TIME_AS_OF), None, to_qdrant=False)
+    build_features(settings.build, parse_as_of(SEND_TIME_AS_OF), settings.vectors, to_qdrant=False)
     registry = CollectorRegistry()
     follower = Follower(settings.serving)
     api.configure(api.Context(follower, parse_keys(KEYS), Metrics(registry)))
     client = TestClient(api.Gate(api.app))
     ids = list(follower.state.scorer.profiles.index)
-    yield SimpleNamespace(client=client, follower=follower, registry=registry, ids=ids)
+    yield SimpleNamespace(client=client, follower=follower, registry=registry, ids=ids, home=settings.home)
     api.CONTEXT = None
 
 
@@ -148,12 +153,13 @@ def test_bad_requests_are_400s_that_name_the_field_and_its_values(served):
     assert "phone" in _error(_post(served, "/lookalike", {"seeds": ids, "id_type": "passport"}, key=ADMIN_KEY),
                              400, "id_type")["allowed"]
     _error(_post(served, "/next_products", {"customer_id": ids[0], "exclude_days": -1}), 400, "exclude_days")
-    broken = served.client.post("/propensity", content=b'{"customer_ids": [', headers={"X-API-Key": READ_KEY,
-                                                                                       "Content-Type": "application/json"})
+    broken = served.client.post("/propensity", content=b'{"customer_ids": [',
+                                headers={"X-API-Key": READ_KEY, "Content-Type": "application/json"})
     assert "not valid JSON" in _error(broken, 400)["message"]
-    # This build has no vectors: the endpoints that need them say so (the 404 of an unknown customer is in
-    # tests/test_end_to_end.py, over a build with vectors).
-    assert "vectors" in _error(_post(served, "/next_products", {"customer_id": "c_nobody"}), 503)["message"]
+    assert "c_nobody" in _error(_post(served, "/next_products", {"customer_id": "c_nobody"}), 404,
+                                "customer_id")["message"]
+    _error(_post(served, "/next_products", {"customer_id": ids[0], "k": "5"}), 400, "k")
+    _error(_post(served, "/send_time", {"customer_ids": ids, "explore": "yes"}), 400, "explore")
     wrong_method = _error(served.client.get("/propensity", headers={"X-API-Key": READ_KEY}), 405)
     assert wrong_method["error"] == "method_not_allowed"
 
@@ -258,3 +264,25 @@ def test_the_api_document_declares_every_error_and_the_key(served):
     assert "413" in doc["paths"]["/propensity"]["post"]["responses"]
     assert "409" in doc["paths"]["/scores/propensity"]["get"]["responses"]
     assert "security" not in json.dumps(api.openapi_document(False))  # without keys, none is asked for
+
+
+# -- the fuzzer: the short profile ------------------------------------------------------------------------------
+
+FUZZ_CONFIG = Path(__file__).parent / "fuzz" / "schemathesis.toml"
+
+
+def fuzz(base: str, *options: str) -> subprocess.CompletedProcess:
+    """Schemathesis's CLI with every check against a running service's /docs.json, with the admin key."""
+    command = [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(FUZZ_CONFIG), "run",
+               f"{base}/docs.json", "-H", f"X-API-Key: {ADMIN_KEY}", "--checks", "all", "--seed", "7", *options]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def test_no_input_breaks_the_contract(served):
+    """The short profile (10 examples per operation) against the BentoML service over HTTP: no 5xx, every
+    status and body as declared, bad input refused, good input accepted, a missing key refused. The
+    longer profile runs in tests/test_end_to_end.py."""
+    with service({"NHIP_HOME": str(served.home), "NHIP_API_KEYS": KEYS}, ready=(200, 503)) as base:
+        result = fuzz(base)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert re.search(r"\d+ generated, \d+ passed", result.stdout), result.stdout[-2000:]

@@ -33,8 +33,7 @@ from nhip.clock import LOCAL_FIXED_TZ, to_local
 UNKNOWN = "unknown customer id (not in the latest feature build)"
 
 
-def _unknown(customer_id: str) -> dict:
-    return {"customer_id": customer_id, "status": "unknown", "error": UNKNOWN}
+_UNKNOWN = {"status": "unknown", "error": UNKNOWN}
 
 
 def _values(column: pd.Series, keep: np.ndarray | None = None) -> list:
@@ -70,10 +69,11 @@ class AnswerLookup:
         """One answer per id, in the order asked; an id not in the build is `unknown`."""
         positions = self.positions(customer_ids) if positions is None else positions
         names, columns = list(self.fields), list(self.fields.values())
+        blank = dict.fromkeys(names)  # an unknown id gets every field, null, as a known one does
         out = []
         for cid, i in zip(customer_ids, positions):
             if i < 0:
-                out.append(_unknown(cid))
+                out.append({"customer_id": cid, **blank, **_UNKNOWN})
             else:
                 row = {"customer_id": cid}
                 for name, column in zip(names, columns):
@@ -204,17 +204,18 @@ class Scorer:
         out, j = [], 0
         for cid, k in zip(customer_ids, known):
             if not k:
-                out.append(_unknown(cid))
+                out.append({"customer_id": cid, "status": "unknown", "send_at": None, "score": None, "source": None,
+                            "explored": False, "error": UNKNOWN})
                 continue
             hour = hours[j]
             if hour < 0:
                 out.append({"customer_id": cid, "status": "no_slot", "send_at": None, "score": None,
-                            "source": choices.sources[j], "explored": False})
+                            "source": choices.sources[j], "explored": False, "error": None})
             else:
                 if hour not in stamps:
                     stamps[hour] = _slot_iso(hour)
                 out.append({"customer_id": cid, "status": "scored", "send_at": stamps[hour], "score": scores[j],
-                            "source": choices.sources[j], "explored": explored[j]})
+                            "source": choices.sources[j], "explored": explored[j], "error": None})
             j += 1
         return out
 

@@ -225,7 +225,7 @@ def test_send_times_for_many_customers_match_one_at_a_time(served):
     alone = [_post(served, "/send_time", {"customer_ids": [c], **WINDOW}).json()["results"][0] for c in ids]
     # The same hour and source; the score to rounding (a matrix product of 41 rows sums in another order).
     assert [{**r, "score": None} for r in together] == [{**r, "score": None} for r in alone]
-    assert [r.get("score", 0) for r in together] == pytest.approx([r.get("score", 0) for r in alone], rel=1e-12)
+    assert [r["score"] or 0.0 for r in together] == pytest.approx([r["score"] or 0.0 for r in alone], rel=1e-12)
     assert together[-1]["status"] == "unknown" and all(r["status"] == "scored" for r in together[:-1])
 
 

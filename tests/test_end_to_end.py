@@ -128,15 +128,23 @@ def test_a_trained_model_ranks_an_active_buyer_above_a_silent_customer(pipeline)
     assert p[0] > p[1] + 0.1
 
 
-def test_service_over_http_matches_the_models_in_process(pipeline):
+READ_KEY, ADMIN_KEY = "e2e-read-0d9f3a", "e2e-admin-7c21b4"
+KEYS = {"NHIP_API_KEYS": f"automation:read:{READ_KEY},ops:admin:{ADMIN_KEY}"}
+
+
+def test_service_over_http_matches_the_models_in_process(pipeline, tmp_path):
     from serving.scoring import load_scorer
 
-    with service(pipeline["env"]) as base:
+    log = tmp_path / "service.log"
+    with service({**pipeline["env"], **KEYS}, log=log) as base:
         assert httpx.get(f"{base}/healthz").status_code == 200
+        assert httpx.post(f"{base}/propensity", json={"customer_ids": ["c1"]}).status_code == 401
+        http = httpx.Client(base_url=base, headers={"X-API-Key": READ_KEY}, timeout=30)
+        admin = httpx.Client(base_url=base, headers={"X-API-Key": ADMIN_KEY}, timeout=30)
 
         scorer = load_scorer(pipeline["settings"].serving)
         ids = [*scorer.profiles.index[:5], "c_unknown"]
-        got = httpx.post(f"{base}/propensity", json={"customer_ids": ids}, timeout=30).json()
+        got = http.post("/propensity", json={"customer_ids": ids}).json()
         assert got["model_version"] == scorer.versions()["propensity"]
         expected = scorer.propensity(ids)
         for answer, want in zip(got["results"], expected):
@@ -147,7 +155,7 @@ def test_service_over_http_matches_the_models_in_process(pipeline):
                 assert answer["bucket"] == want["bucket"]
         assert got["results"][-1]["status"] == "unknown"
 
-        got = httpx.post(f"{base}/clv", json={"customer_ids": ids}, timeout=30).json()
+        got = http.post("/clv", json={"customer_ids": ids}).json()
         assert got["model_version"] == scorer.versions()["propensity"] and got["horizon_days"] == 30
         for answer, want in zip(got["results"], scorer.clv(ids)):
             assert answer["status"] == want["status"] and answer["source"] == want.get("source")
@@ -157,7 +165,7 @@ def test_service_over_http_matches_the_models_in_process(pipeline):
         assert got["results"][-1]["status"] == "unknown"
 
         body = {"customer_ids": ids, "channel": "zalo_oa", **WINDOW}
-        got = httpx.post(f"{base}/send_time", json=body, timeout=30).json()
+        got = http.post("/send_time", json=body).json()
         expected = scorer.send_time(ids, "zalo_oa", WINDOW["window_start"], WINDOW["window_end"])
         for answer, want in zip(got["results"], expected):
             assert answer["status"] == want["status"]
@@ -165,10 +173,10 @@ def test_service_over_http_matches_the_models_in_process(pipeline):
                 assert pd.Timestamp(answer["send_at"]) == pd.Timestamp(want["send_at"])
                 assert answer["score"] == pytest.approx(want["score"])
 
-        bad = httpx.post(f"{base}/send_time", json={**body, "window_end": WINDOW["window_start"]})
+        bad = http.post("/send_time", json={**body, "window_end": WINDOW["window_start"]})
         assert bad.status_code == 400
         # An unknown channel is refused with the allowed values, not answered with a scored hour.
-        pigeon = httpx.post(f"{base}/send_time", json={**body, "channel": "pigeon"}, timeout=30)
+        pigeon = http.post("/send_time", json={**body, "channel": "pigeon"})
         assert pigeon.status_code == 400
         assert "channel" in pigeon.text and "zalo_oa" in pigeon.text
 
@@ -176,17 +184,43 @@ def test_service_over_http_matches_the_models_in_process(pipeline):
         import features
 
         seeds = list(scorer.profiles.index[:3])
-        got = httpx.post(f"{base}/lookalike", json={"seeds": [*seeds, "c_unknown"], "k": 10,
-                                                    "channel": "zalo_oa"}, timeout=30).json()
+        got = admin.post("/lookalike", json={"seeds": [*seeds, "c_unknown"], "k": 10,
+                                                    "channel": "zalo_oa"}).json()
         want = features.lookalike(seeds, k=10, channel="zalo_oa", settings=pipeline["settings"])
         assert [c["customer_id"] for c in got["customers"]] == want.customers["customer_id"].tolist()
         assert not set(seeds) & {c["customer_id"] for c in got["customers"]}
         assert got["unknown_seeds"] == ["c_unknown"]
         buyer = seeds[0]
-        got = httpx.post(f"{base}/next_products", json={"customer_id": buyer, "k": 5}, timeout=30).json()
+        got = http.post("/next_products", json={"customer_id": buyer, "k": 5}).json()
         want = features.next_products(buyer, k=5, settings=pipeline["settings"])
         assert got["source"] == want.source
         assert [i["product_id"] for i in got["items"]] == want.items["product_id"].tolist()
-        missing = httpx.post(f"{base}/next_products", json={"customer_id": "c_unknown"}, timeout=30)
+        missing = http.post("/next_products", json={"customer_id": "c_unknown"})
         assert missing.status_code == 404
-        assert httpx.post(f"{base}/lookalike", json={"seeds": []}, timeout=30).status_code == 400
+        assert admin.post("/lookalike", json={"seeds": []}).status_code == 400
+        assert http.post("/lookalike", json={"seeds": seeds}).status_code == 403  # a read key lists no one
+
+        # What an operator sees: a request id on every answer, the counters, an access log without people.
+        answer = http.post("/propensity", json={"customer_ids": [*ids, "0912345678"]},
+                           headers={"X-Request-ID": "e2e-1"})
+        assert answer.headers["x-request-id"] == "e2e-1"
+        metrics = http.get("/metrics").text
+        version = scorer.versions()["propensity"]
+        assert f'nhip_requests_total{{endpoint="/propensity",model_version="{version}",status="200"}}' in metrics
+        assert 'nhip_answers_total{endpoint="/propensity",model_version="' in metrics
+        assert 'nhip_unknown_ids_total{endpoint="/propensity"}' in metrics
+        assert "bentoml_service_request_total{" in metrics  # BentoML's own, beside ours
+    logged = log.read_text()
+    assert "e2e-1 POST /propensity 200" in logged and "key=automation" in logged
+    assert "0912345678" not in logged and READ_KEY not in logged and ADMIN_KEY not in logged
+
+
+def test_the_fuzzer_finds_nothing_over_http(pipeline):
+    """The long schemathesis profile (60 examples per operation, every check) against the service over
+    a build with vectors, BentoML's own routes included. The short one runs in tests/test_api.py."""
+    from tests.test_api import KEYS as API_KEYS
+    from tests.test_api import fuzz
+
+    with service({**pipeline["env"], "NHIP_API_KEYS": API_KEYS}) as base:
+        result = fuzz(base, "--max-examples", "60")
+    assert result.returncode == 0, result.stdout[-6000:]

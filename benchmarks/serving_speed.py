@@ -206,7 +206,9 @@ def main() -> None:
     if not args.no_mlflow:
         bodies = mlflow_rows(settings, ids)
         port = free_port()
-        mlflow_env = {**env, "MLFLOW_TRACKING_URI": settings.tracking.uri}
+        # It starts `uvicorn` by name: the virtual environment's bin folder must be on PATH.
+        mlflow_env = {**env, "MLFLOW_TRACKING_URI": settings.tracking.uri,
+                      "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
         from models.names import PROPENSITY_MODEL
 
         served = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",

@@ -31,8 +31,6 @@ from models.tracking import TrackingConfig
 from nhip.clock import LOCAL_FIXED_TZ, to_local
 
 UNKNOWN = "unknown customer id (not in the latest feature build)"
-
-
 _UNKNOWN = {"status": "unknown", "error": UNKNOWN}
 
 

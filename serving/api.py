@@ -157,14 +157,17 @@ class ClvResponse(BaseModel):
     results: list[ClvItem]
 
 
-class PropensityPage(PropensityResponse):
+class Paged(BaseModel):
     total: int = Field(description="customers in the build")
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
 
 
-class ClvPage(ClvResponse):
-    total: int = Field(description="customers in the build")
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+class PropensityPage(PropensityResponse, Paged):
+    pass
+
+
+class ClvPage(ClvResponse, Paged):
+    pass
 
 
 class SendTimeItem(BaseModel):
@@ -394,28 +397,26 @@ async def propensity_pages(limit: Limit = 1000, cursor: Cursor = None) -> Respon
     """Every customer of the build, a page at a time, in the build's order: the way to read a whole
     shop's scores. A cursor belongs to one build; after a new build is served it is a 409 (start again).
     Needs an admin key when keys are set."""
-    state = _state()
-    _need(state, "propensity", "/scores/propensity")
-    lookup = state.scorer.propensity_lookup
-    offset = _offset(cursor, state)
-    results = lookup.page(offset, limit)
-    versions = state.versions()
-    return _json({"model_version": versions["propensity"], "build_id": versions["build_id"],
-                  "features_as_of": versions["features_as_of"], "results": results, "total": len(lookup),
-                  "next_cursor": _next(state, offset + len(results), len(lookup))})
+    return _page("/scores/propensity", limit, cursor, lambda scorer: scorer.propensity_lookup, None)
 
 
 @app.get("/scores/clv", response_model=ClvPage, responses=PAGE_ERRORS, tags=["exports"])
 async def clv_pages(limit: Limit = 1000, cursor: Cursor = None) -> Response:
     """/clv for every customer of the build, a page at a time (as /scores/propensity)."""
+    return _page("/scores/clv", limit, cursor, lambda scorer: scorer.clv_lookup,
+                 lambda scorer: {"horizon_days": scorer.horizon_days})
+
+
+def _page(endpoint: str, limit: int, cursor: str | None, lookup_of, extra) -> Response:
+    """One page of a lookup of the propensity scorer, with the cursor to the next."""
     state = _state()
-    _need(state, "propensity", "/scores/clv")
-    lookup = state.scorer.clv_lookup
+    _need(state, "propensity", endpoint)
+    lookup = lookup_of(state.scorer)
     offset = _offset(cursor, state)
     results = lookup.page(offset, limit)
     versions = state.versions()
     return _json({"model_version": versions["propensity"], "build_id": versions["build_id"],
-                  "features_as_of": versions["features_as_of"], "horizon_days": state.scorer.horizon_days,
+                  "features_as_of": versions["features_as_of"], **(extra(state.scorer) if extra else {}),
                   "results": results, "total": len(lookup),
                   "next_cursor": _next(state, offset + len(results), len(lookup))})
 

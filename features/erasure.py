@@ -55,6 +55,10 @@ class ErasureReport:
     customers: int
     identifiers: int
     removed: dict[str, int] = field(default_factory=dict)
+    # (id_type, id_value) of what was erased, for the caller to put on the activation layer's suppression
+    # list (`serving.activation.consent.Suppression`); never printed or logged.
+    erased_ids: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["id_type", "id_value"]),
+                                     repr=False)
 
 
 def normalise_identifier(id_type: str, value: str) -> str:
@@ -130,6 +134,7 @@ def erase(
             person = _person(reader, id_type, value, identity)
         customers = sorted(person["customer_id"].unique())
         report.customers, report.identifiers = len(customers), len(person)
+        report.erased_ids = person[["id_type", "id_value"]].reset_index(drop=True)
         con = quiet(duckdb.connect())
         try:
             con.register("erased_ids", person[["id_type", "id_value"]])

@@ -32,4 +32,5 @@ CANONICAL_FIELDS: tuple[str, ...] = (
     "product_id", "product_name", "category", "quantity", "campaign_id", "message_id", "properties",
 )
 
-MESSAGE_CHANNELS: tuple[str, ...] = ("zalo_oa", "email", "sms", "facebook", "zalo_mini_app", "app")
+# `zalo_zns`: Zalo template messages (ZNS), sent by phone through the OA; events from the ZNS delivery logs.
+MESSAGE_CHANNELS: tuple[str, ...] = ("zalo_oa", "email", "sms", "facebook", "zalo_mini_app", "app", "zalo_zns")

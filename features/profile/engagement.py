@@ -18,13 +18,14 @@ _MESSAGE_TYPES = ("message_sent", *(f"message_{r}" for r in REACTIONS))
 
 
 def engagement_count_columns(channels: tuple[str, ...] = MESSAGE_CHANNELS) -> list[str]:
-    """n_messages_{sent,opened,clicked,replied}_90d_<ch>: events in the last 90 days (one pass over the
-    event cells, no join)."""
+    """n_messages_{sent,delivered,opened,clicked,replied}_90d_<ch>: events in the last 90 days (one pass over
+    the event cells, no join). Deliveries tell the planner whether a channel reaches a customer at all
+    (`serving.activation.consent.reach`): a phone without Zalo never gets a ZNS delivered."""
     return [
         n_events(f"type = 'message_{kind}' AND channel = '{ch}' AND {within(ENGAGEMENT_DAYS)}")
         + f" AS n_messages_{kind}_{ENGAGEMENT_DAYS}d_{ch}"
         for ch in channels
-        for kind in ("sent", *REACTIONS)
+        for kind in ("sent", "delivered", *REACTIONS)
     ]
 
 

@@ -37,9 +37,15 @@ evaluate_app = typer.Typer(help="Benchmarks on public data, through the same pip
 identity_app = typer.Typer(help="Who is who: explain, export and audit identity resolution.",
                            no_args_is_help=True)
 store_app = typer.Typer(help="The event store: its state, and moving an old workspace to it.", no_args_is_help=True)
+audience_app = typer.Typer(help="Named audiences over profiles and scores, and their exports to ad platforms.",
+                           no_args_is_help=True)
+campaign_app = typer.Typer(help="Campaign plans: the channel and hour per member, under the contact policy.",
+                           no_args_is_help=True)
+policy_app = typer.Typer(help="The contact policy plans follow.", no_args_is_help=True)
 for group, name in ((features_app, "features"), (train_app, "train"), (score_app, "score"),
                     (quarantine_app, "quarantine"), (models_app, "models"), (evaluate_app, "evaluate"),
-                    (identity_app, "identity"), (store_app, "store")):
+                    (identity_app, "identity"), (store_app, "store"), (audience_app, "audience"),
+                    (campaign_app, "campaign"), (policy_app, "policy")):
     app.add_typer(group, name=name)
 
 out = Console()
@@ -64,11 +70,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from features.store import StoreMissingError, WriterBusy
     from features.store.migrate import MigrationError
     from nhip.settings import SettingsError
+    from serving.activation.exports import ExportError
+    from serving.activation.policy import PlanError, PolicyError
+    from serving.activation.rules import RuleError
     from training.errors import NotEnoughDataError
 
-    # LookupError covers unknown customers, champions and versions, identity mismatches and erasures.
+    # LookupError covers unknown customers, champions, versions, audiences and campaigns, identity mismatches
+    # and erasures.
     return (UserError, IngestError, StoreMissingError, WriterBusy, BuildBusy, MigrationError, NotEnoughDataError,
-            SettingsError, LookupError, FileNotFoundError)
+            SettingsError, LookupError, FileNotFoundError, PolicyError, PlanError, RuleError, ExportError)
 
 
 def handled(command):
@@ -191,6 +201,7 @@ def features_build(
 ):
     """Resolve identities, compute profiles as of a date, write profile vectors; the build becomes current."""
     from features.build import BUILD_STEPS, VECTOR_STEPS, build_features
+    from serving.activation import record_sizes
 
     settings = _settings()
     steps = [*BUILD_STEPS, *(VECTOR_STEPS if vectors else ())]
@@ -206,6 +217,14 @@ def features_build(
     out.print(f"build {summary.build_id}, profiles as of {as_of}: {summary.customers:,} customers, "
               f"{summary.identifiers:,} identifiers, {summary.vectors:,} vectors, "
               f"{summary.items:,} items")
+    _print_sizes(record_sizes(settings))
+
+
+def _print_sizes(sizes: dict) -> None:
+    """The audiences recomputed on a new build, one line."""
+    if sizes:
+        out.print("audiences: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} ({v})"
+                                            for k, v in sizes.items()), highlight=False)
 
 
 @app.command()
@@ -219,19 +238,22 @@ def refresh(
     What `nhip up` runs every NHIP_REFRESH_MINUTES; run it from cron or a timer when the parts run
     separately. The running service follows the new build by itself."""
     from features.refresh import refresh as run
+    from serving.activation import record_sizes
 
     settings = _settings()
     with err.status("refreshing …") as status:
         result = run(settings.build, settings.vectors if vectors else None,
                      step=lambda name: status.update(f"refreshing: {name} …"))
+    sizes = record_sizes(settings) if result.build is not None else {}
     if as_json:
         b = result.build
         print(json.dumps({"status": result.status, "seconds": round(result.seconds, 3),
                           "recovered_batches": result.recovered_batches,
                           "build_id": b.build_id if b else None, "as_of": b.as_of.isoformat() if b else None,
-                          "customers": b.customers if b else None}))
+                          "customers": b.customers if b else None, "audiences": sizes}))
         return
     out.print(result.describe(), highlight=False)
+    _print_sizes(sizes)
 
 
 def _print_outcome(outcome) -> None:
@@ -450,9 +472,12 @@ def erase(
     settings = _settings()
     with err.status("erasing"):
         report = run(settings.store_path, settings.builds, settings.identity, settings.vectors, *given[0])
+    suppressed = settings.activation.suppression.add(report.erased_ids)
     removed = "  ".join(f"{k} {v:,}" for k, v in report.removed.items())
     out.print(f"erasure {report.erasure_id}: {report.customers} customer(s), "
               f"{report.identifiers} identifier(s) removed — {removed}")
+    out.print(f"{suppressed} identifier(s) added to the suppression list: no audience, plan or export will "
+              "include them again")
     out.print("files you imported from are untouched: erase the person at the source too, "
               "or a re-import brings them back")
 
@@ -771,6 +796,148 @@ def identity_merges(limit: int = typer.Option(50, help="show at most this many, 
     _lines(f"{r.as_of:%Y-%m-%d %H:%M} {r.kind:<7} {r.absorbed_customer_id} → {r.kept_customer_id}"
            + (f" via {r.a_type}+{r.b_type} (event {r.event_key})" if isinstance(r.event_key, str) else "")
            + f": {r.detail}" for r in frame.itertuples(index=False))
+
+
+# -- activation: audiences, plans, exports ---------------------------------------------------------------
+
+
+@audience_app.command("create")
+@handled
+def audience_create(
+    name: str = typer.Argument(..., help="lowercase letters, digits, - and _"),
+    where: str | None = typer.Option(None, "--where", help="the rule, e.g. \"propensity_bucket == 'High' and "
+                                     "recency_days <= 90\" (see `nhip audience columns`)"),
+    ids: Path | None = typer.Option(None, "--ids", help="a fixed list instead: a CSV with a customer_id, phone "
+                                    "or email column, or one value per line"),
+    replace: bool = typer.Option(False, "--replace", help="redefine an existing audience"),
+):
+    """Define a named audience by a rule over profiles and scores, or by a list of customers (a seed list)."""
+    from serving.activation import audience_members, create_audience
+    from serving.activation.audiences import read_ids
+
+    settings = _settings()
+    seeds, id_type = read_ids(ids) if ids is not None else (None, None)
+    audience = create_audience(name, where, seeds, id_type, replace, created_by=_actor(), settings=settings)
+    members = audience_members(name, settings)
+    out.print(f"audience {audience.name}: {audience.describe()} — {len(members):,} members in the current build",
+              highlight=False)
+
+
+def _actor() -> str:
+    import getpass
+
+    return os.environ.get("NHIP_ACTOR") or getpass.getuser()
+
+
+@audience_app.command("list")
+@handled
+def audience_list(as_json: bool = typer.Option(False, "--json", help="print JSON on stdout")):
+    """Every audience, its rule and its size in the current build."""
+    from serving.activation import list_audiences
+
+    table = list_audiences(_settings())
+    if as_json:
+        print(table.to_json(orient="records", force_ascii=False))
+    elif table.empty:
+        out.print("no audiences yet: `nhip audience create NAME --where \"…\"`")
+    else:
+        _lines(f"{r.audience}  {r.size if isinstance(r.size, str) else format(r.size, ',')}  {r.rule}"
+               for r in table.itertuples())
+
+
+@audience_app.command("show")
+@handled
+def audience_show(
+    name: str = typer.Argument(...),
+    output: Path | None = typer.Option(None, "--output", help="also write the members (ids and columns) to CSV"),
+):
+    """An audience's rule, its size at every feature build since it was made, and its members now."""
+    from serving.activation import audience_members, audience_sizes
+
+    settings = _settings()
+    members = audience_members(name, settings)
+    sizes = audience_sizes(name, settings)
+    from serving.activation.audiences import AudienceBook
+
+    audience = AudienceBook(settings.activation.root).get(name)
+    out.print(f"audience {name}: {audience.describe()}  (created {audience.created_at} by {audience.created_by})",
+              highlight=False)
+    out.print(f"members now: {len(members):,}")
+    if len(members):
+        counts = members["propensity_bucket"].value_counts().to_dict()
+        out.print(f"  by propensity bucket: {counts}", highlight=False)
+    out.print("size per feature build:")
+    _lines(f"  {r.as_of}  {r.build_id}  {r.size:,}" for r in sizes.itertuples())
+    if output is not None:
+        _write_csv(members, output, index_label="customer_id")
+        out.print(f"wrote {len(members):,} members to {output}")
+
+
+@audience_app.command("columns")
+@handled
+def audience_columns():
+    """The columns and functions audience rules can use."""
+    from serving.activation.context import AUDIENCE_COLUMNS
+
+    _lines(f"{name:24} {kind:7} {meaning}" for name, (kind, meaning) in AUDIENCE_COLUMNS.items())
+    _lines(["", "functions: lookalike('AUDIENCE', K): the K customers most like AUDIENCE's members; "
+            "is_missing(COLUMN)"])
+
+
+@audience_app.command("export")
+@handled
+def audience_export(
+    name: str = typer.Argument(...),
+    channel: str = typer.Option(..., "--channel", help="email, sms, zalo_oa or zalo_zns: whose consent applies"),
+    fmt: str = typer.Option("csv", "--format", help="csv, meta, google or zns"),
+    output: Path = typer.Option(..., "--output"),
+    template: Path | None = typer.Option(None, "--template", help="the ZNS template file (--format zns)"),
+):
+    """Write an audience for an ad platform or ZNS: only members consenting to the channel, never erased
+    people; every export is written to the audit (activation/exports_audit.csv)."""
+    from serving.activation import export_audience
+
+    record = export_audience(name, channel, fmt, output, template, _actor(), _settings())
+    out.print(f"wrote {record.rows:,} of {record.members:,} members of {name} to {output} ({fmt}, consenting to "
+              f"{channel}); audited", highlight=False)
+
+
+@campaign_app.command("plan")
+@handled
+def campaign_plan(
+    name: str = typer.Option(..., "--name", help="the campaign's name (its campaign_id in message events)"),
+    audience: str = typer.Option(..., "--audience"),
+    channels: str = typer.Option("email,sms,zalo_oa,zalo_zns", "--channels", help="comma-separated"),
+    start: str = typer.Option(..., "--from", help="local time, e.g. 2026-09-02T08:00"),
+    end: str = typer.Option(..., "--to", help="local time"),
+    budget: float | None = typer.Option(None, "--budget", help="VND; default no limit"),
+    policy: Path | None = typer.Option(None, "--policy", help="contact policy TOML; default NHIP_POLICY_FILE or "
+                                       "the Vietnamese defaults"),
+    output: Path = typer.Option(..., "--output", help="the plan, as CSV"),
+):
+    """For each member, the channel and send time with the most expected response per VND, within the
+    contact policy, the quotas and the budget; members not contacted get the reason."""
+    from serving.activation import plan_campaign
+
+    plan = plan_campaign(name, audience, [c.strip() for c in channels.split(",") if c.strip()], start, end,
+                         budget, policy, _settings())
+    _write_csv(plan.rows, output)
+    summary = plan.summary()
+    out.print(f"plan {name}: {summary['sends']:,} of {summary['members']:,} members contacted "
+              f"{summary['by_channel']}, {summary['cost_vnd']:,.0f} VND, {summary['expected_responses']:.1f} "
+              f"expected responses; not contacted {summary['not_sent']}; written to {output}", highlight=False)
+
+
+@policy_app.command("show")
+@handled
+def policy_show(policy: Path | None = typer.Option(None, "--policy", help="a policy file; default the one in use")):
+    """Print the contact policy in use (or check a file: errors name the key)."""
+    from serving.activation.policy import default_policy_text, load_policy
+
+    settings = _settings()
+    path = policy or settings.policy_file
+    load_policy(path)
+    print(path.read_text(encoding="utf-8") if path else default_policy_text())
 
 
 def _print_examples(settings, host: str, port: int, collector_port: int | None = None) -> None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from features.vectors.config import VectorConfig
     from models.send_time import SendTimeConfig
     from models.tracking import TrackingConfig
+    from serving.activation.context import ActivationConfig
     from serving.scoring import ServingConfig
     from training.gate import GateConfig
     from training.retrain import RetrainConfig
@@ -100,6 +101,9 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="how often the service looks for a new champion or feature build"
     )
     retrain_at: str = Field(default="02:00", description="`nhip up`: the local time of the nightly retrain")
+    policy_file: Path | None = Field(
+        default=None, description="the contact policy (TOML) plans follow; default the shipped Vietnamese "
+        "one (serving/activation/policy_vn.toml)")
 
     @property
     def workspace(self) -> Path:
@@ -195,6 +199,13 @@ class Settings(BaseSettings):
         return RetrainConfig(min_new_events=self.retrain_min_new_events,
                              min_label_rate=self.retrain_min_label_rate,
                              max_label_rate=self.retrain_max_label_rate)
+
+    @property
+    def activation(self) -> ActivationConfig:
+        from serving.activation.context import ActivationConfig
+
+        return ActivationConfig(root=self.workspace / "activation", store_path=self.store_path,
+                                serving=self.serving, policy_path=self.policy_file, quiet=self.send_time.quiet)
 
     @property
     def serving(self) -> ServingConfig:

@@ -18,11 +18,12 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import orjson
+import pandas as pd
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -32,6 +33,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from features.schema import IDENTIFIER_FIELDS, MESSAGE_CHANNELS
 from nhip.clock import LOCAL_FIXED_TZ
+from serving.activation.context import ActivationConfig, ActivationContext
+from serving.activation.policy import PLAN_CHANNELS
 from serving.auth import ApiKey, allows, identify, scope_needed
 from serving.errors import ApiError, ErrorBody, declared, error_bytes
 from serving.metrics import Metrics
@@ -99,6 +102,28 @@ class LookalikeRequest(BaseModel):
     channel: Channel | None = Field(default=None, description="only customers who consent to this channel")
     id_type: IdType | None = Field(default=None, description="what the seeds are; default: customer ids, "
                                                              "else any identifier")
+
+
+PlanChannel = Literal[PLAN_CHANNELS]  # type: ignore[valid-type]
+
+
+class AudienceRequest(BaseModel):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = Field(
+        description="an audience defined with `nhip audience create`")
+    limit: JsonInt = Field(default=1000, ge=1, le=MAX_CUSTOMERS, description="members per page")
+    cursor: str | None = Field(default=None, max_length=200, pattern=r"^[^~]+~[0-9]+$",
+                               description="the `next_cursor` of the page before")
+
+
+class NextBestActionRequest(BaseModel):
+    customer_id: Id
+    channels: list[PlanChannel] = Field(default=list(PLAN_CHANNELS), min_length=1, max_length=len(PLAN_CHANNELS),
+                                        description="the channels to choose from")
+    window_start: datetime | None = Field(default=None, json_schema_extra={"pattern": YEARS},
+                                          description="default: now; a time without an offset is Vietnam time")
+    window_end: datetime | None = Field(default=None, json_schema_extra={"pattern": YEARS},
+                                        description=f"default: 24 hours after window_start; at most "
+                                                    f"{MAX_WINDOW_DAYS} days after it")
 
 
 class NextProductsRequest(BaseModel):
@@ -170,6 +195,40 @@ class ClvPage(ClvResponse, Paged):
     pass
 
 
+class AudienceMember(BaseModel):
+    customer_id: str
+    propensity_score: float | None = None
+    propensity_bucket: str | None = None
+    churn_risk: str | None = None
+    expected_spend: float | None = None
+    consent_email: bool = False
+    consent_sms: bool = False
+    consent_zalo_oa: bool = False
+    consent_zalo_zns: bool = False
+
+
+class AudiencePage(Paged):
+    audience: str
+    rule: str
+    build_id: str
+    features_as_of: str | None = None
+    results: list[AudienceMember]
+
+
+class NextBestAction(BaseModel):
+    customer_id: str
+    channel: str | None = Field(description="the channel to send on; null when no message should be sent")
+    send_at: str | None = Field(description="local time with its offset")
+    expected_response: float | None = Field(
+        description="P(delivered) × P(open at that hour) × P(purchase in the horizon)")
+    cost_vnd: float | None = None
+    label: str | None = Field(description="a label the message must start with, e.g. [QC] for SMS ads")
+    send_time_source: str | None = None
+    reason: str | None = Field(description="why no message: no consent | no slot | cap reached | quota | budget")
+    policy: str = Field(description="the contact policy the decision follows")
+    versions: dict = Field(description="the champions and the feature build used")
+
+
 class SendTimeItem(BaseModel):
     customer_id: str
     status: str = Field(description="scored | no_slot (window inside quiet hours) | unknown")
@@ -234,6 +293,8 @@ class Context:
     keys: tuple[ApiKey, ...]
     metrics: Metrics | None = None
     openapi: bytes | None = None  # the document, made once (it depends only on the code and the keys)
+    activation: ActivationConfig | None = None  # audiences, policy and the store, for the decision routes
+    _activation: dict = field(default_factory=dict, repr=False)  # build_id → its ActivationContext
 
 
 CONTEXT: Context | None = None
@@ -434,6 +495,81 @@ def _offset(cursor: str | None, state: ServingState) -> int:
 
 def _next(state: ServingState, offset: int, total: int) -> str | None:
     return f"{state.versions()['build_id']}~{offset}" if offset < total else None
+
+
+def _activation(state: ServingState) -> tuple[ActivationContext, ActivationConfig]:
+    """The decision context of the served build, worked out once per build, with the withdrawals the
+    store holds now: a revocation counts from the moment it is stored, not from the next build."""
+    from features.contacts import revocations_since
+    from serving.activation.consent import Suppression
+
+    if CONTEXT is None or CONTEXT.activation is None:
+        raise ApiError(503, "decisions are not configured in this process")
+    if state.build is None or state.scorer is None:
+        raise ApiError(503, state.problems.get("features") or "no feature build is served")
+    config = CONTEXT.activation
+    base = CONTEXT._activation.get(state.build.build_id)
+    if base is None:
+        empty = pd.DataFrame({"customer_id": [], "channel": [], "ts": []})
+        vectors = state.recommender.vectors if state.recommender is not None else None
+        base = ActivationContext(state.build, state.scorer, empty, Suppression(config.root / "suppressed.txt"),
+                                 config.store_path, vectors)
+        CONTEXT._activation.clear()  # one build at a time: the old one is no longer served
+        CONTEXT._activation[state.build.build_id] = base
+    revoked = revocations_since(config.store_path, state.build.table("identity"), state.build.as_of, PLAN_CHANNELS)
+    return (base.with_revoked(revoked) if len(revoked) else base), config
+
+
+_MEMBER_FIELDS = tuple(AudienceMember.model_fields)
+
+
+@app.post("/audience", response_model=AudiencePage, responses=declared(400, 404, 409, 413, 500, 503),
+          tags=["audiences"])
+def audience(body: AudienceRequest) -> Response:
+    """The members of a named audience in the served build, a page at a time, consent as of now. A
+    cursor belongs to one build (409 after a new one). Needs an admin key when keys are set."""
+    from serving.activation.audiences import AudienceBook, AudienceError
+
+    state = _state()
+    context, config = _activation(state)
+    book = AudienceBook(config.root)
+    try:
+        definition = book.get(body.name)
+        members = book.members(body.name, context)
+    except AudienceError as exc:
+        raise ApiError(404, str(exc), field="name") from exc
+    offset = _offset(body.cursor, state)
+    rows = context.frame.loc[members[offset:offset + body.limit], [f for f in _MEMBER_FIELDS if f != "customer_id"]]
+    rows = rows.astype(object).where(rows.notna(), None)
+    results = [{"customer_id": cid, **values} for cid, values in zip(rows.index, rows.to_dict(orient="records"))]
+    versions = state.versions()
+    return _json({"audience": body.name, "rule": definition.describe(), "build_id": versions["build_id"],
+                  "features_as_of": versions["features_as_of"], "results": results, "total": len(members),
+                  "next_cursor": _next(state, offset + len(results), len(members))})
+
+
+@app.post("/next_best_action", response_model=NextBestAction, responses=declared(400, 404, 413, 500, 503),
+          tags=["decisions"])
+def next_best_action(body: NextBestActionRequest) -> Response:
+    """The channel and hour for one customer with the most expected response per VND, within the contact
+    policy (`nhip campaign plan`'s decision for a one-member audience, without a budget)."""
+    from serving.activation.planner import decide_one
+
+    state = _state()
+    context, config = _activation(state)
+    start = _bound("window_start", body.window_start) if body.window_start else datetime.now(LOCAL_FIXED_TZ)
+    end = _bound("window_end", body.window_end) if body.window_end else start + timedelta(hours=24)
+    if end <= start:
+        raise ApiError(400, "window_end must be after window_start", field="window_end")
+    if end - start > timedelta(days=MAX_WINDOW_DAYS):
+        raise ApiError(400, f"window_end: the window is at most {MAX_WINDOW_DAYS} days", field="window_end")
+    if body.customer_id not in context.frame.index:
+        raise ApiError(404, f"unknown customer id {body.customer_id!r} (not in the latest feature build, or "
+                            "erased)", field="customer_id")
+    channels = tuple(dict.fromkeys(body.channels))
+    answer = _answer(lambda: decide_one(context, body.customer_id, channels, pd.Timestamp(start),
+                                        pd.Timestamp(end), config.policy(None), config.quiet))
+    return _json(answer)
 
 
 @app.get("/model_versions", tags=["operations"], responses=declared(500, 503))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 READ, ADMIN = "read", "admin"
 SCOPES = (READ, ADMIN)
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
-ADMIN_PATHS = ("/lookalike", "/scores/")  # a path equal to one, or under one ending in "/"
+ADMIN_PATHS = ("/lookalike", "/scores/", "/audience")  # a path equal to one, or under one ending in "/"
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class Nhip:
         _access_log()
         self.follower = Follower(settings.serving)
         self.follower.start()
-        api.configure(api.Context(self.follower, keys, Metrics()))
+        api.configure(api.Context(self.follower, keys, Metrics(), activation=settings.activation))
 
 
 def _access_log() -> None:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
@@ -24,6 +25,10 @@ from nhip.cli import app as cli
 from nhip.clock import parse_as_of
 from nhip.settings import Settings
 from serving import api
+from serving.activation.audiences import AudienceBook
+from serving.activation.context import open_context
+from serving.activation.planner import decide_one
+from serving.activation.policy import load_policy
 from serving.auth import ADMIN, READ, identify, parse_keys, require_keys_off_loopback, scope_needed
 from serving.metrics import Metrics
 from serving.state import Follower, empty_state
@@ -43,10 +48,12 @@ def served(trained_demo, tmp_path_factory):
     build_features(settings.build, parse_as_of(SEND_TIME_AS_OF), settings.vectors, to_qdrant=False)
     registry = CollectorRegistry()
     follower = Follower(settings.serving)
-    api.configure(api.Context(follower, parse_keys(KEYS), Metrics(registry)))
+    api.configure(api.Context(follower, parse_keys(KEYS), Metrics(registry), activation=settings.activation))
     client = TestClient(api.Gate(api.app))
     ids = list(follower.state.scorer.profiles.index)
-    yield SimpleNamespace(client=client, follower=follower, registry=registry, ids=ids, home=settings.home)
+    AudienceBook(settings.activation.root).create("likely", "propensity_bucket != 'Low'")
+    yield SimpleNamespace(client=client, follower=follower, registry=registry, ids=ids, home=settings.home,
+                          settings=settings)
     api.CONTEXT = None
 
 
@@ -217,6 +224,42 @@ def test_pages_walk_every_customer_of_the_build_once(served):
     assert "start again" in _error(stale, 409, "cursor")["message"]
     _error(served.client.get("/scores/propensity", params={"cursor": "garbage"}, headers=headers), 400, "cursor")
     _error(served.client.get("/scores/propensity", params={"limit": 10_001}, headers=headers), 400, "limit")
+
+
+def test_an_audience_pages_its_members_to_admin_keys_only(served):
+    _error(_post(served, "/audience", {"name": "likely"}), 403)
+    seen, cursor = [], None
+    while True:
+        page = _post(served, "/audience", {"name": "likely", "limit": 25, **({"cursor": cursor} if cursor else {})},
+                     key=ADMIN_KEY).json()
+        seen += page["results"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    with open_context(served.settings.activation) as context:
+        members = AudienceBook(served.settings.activation.root).members("likely", context)
+        frame = context.frame
+    assert [r["customer_id"] for r in seen] == list(members) and page["total"] == len(members) > 25
+    assert all(r["propensity_bucket"] != "Low" for r in seen)
+    assert all(r["consent_email"] == bool(frame.at[r["customer_id"], "consent_email"]) for r in seen)
+    _error(_post(served, "/audience", {"name": "nobody"}, key=ADMIN_KEY), 404, "name")
+
+
+def test_next_best_action_is_the_plans_decision_for_one_customer(served):
+    window = {"window_start": "2026-08-20T08:00:00+07:00", "window_end": "2026-08-22T08:00:00+07:00"}
+    with open_context(served.settings.activation) as context:
+        sendable = context.reach.allowed.any(axis=1)
+        ids = list(sendable[sendable].index[:5]) + list(sendable[~sendable].index[:1])
+        expected = [decide_one(context, cid, ("email", "sms", "zalo_oa", "zalo_zns"),
+                               pd.Timestamp(window["window_start"]), pd.Timestamp(window["window_end"]),
+                               load_policy(), served.settings.send_time.quiet) for cid in ids]
+    for cid, want in zip(ids, expected):
+        got = _post(served, "/next_best_action", {"customer_id": cid, **window}).json()
+        assert {k: got[k] for k in ("channel", "send_at", "cost_vnd", "reason")} == \
+            {k: want[k] for k in ("channel", "send_at", "cost_vnd", "reason")}
+    assert expected[0]["channel"] is not None and expected[-1]["reason"] == "no consent"
+    _error(_post(served, "/next_best_action", {"customer_id": "nobody", **window}), 404, "customer_id")
+    _error(_post(served, "/next_best_action", {"customer_id": ids[0], "channels": ["pigeon"]}), 400, "channels.0")
 
 
 def test_send_times_for_many_customers_match_one_at_a_time(served):

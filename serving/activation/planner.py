@@ -309,7 +309,7 @@ def decide_one(context: ActivationContext, customer_id: str, channels: tuple[str
         raise LookupError(f"unknown customer id {customer_id!r} (not in the latest feature build, or erased)")
     plan = plan_campaign(context, pd.Index([customer_id]), channels, start, end, policy, quiet)
     row = plan.rows.iloc[0]
-    value = lambda v: None if pd.isna(v) else v  # noqa: E731
+    value = lambda v: None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v)  # noqa: E731
     return {"customer_id": customer_id, "channel": value(row["channel"]), "send_at": value(row["send_at"]),
             "expected_response": value(row["expected_response"]), "cost_vnd": value(row["cost_vnd"]),
             "label": value(row["label"]), "send_time_source": value(row["send_time_source"]),

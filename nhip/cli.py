@@ -489,11 +489,20 @@ def report(
     model: str | None = typer.Option(None, "--model", help="propensity or send-time; default both"),
     version: str | None = typer.Option(None, "--version", help="this version's report, not the champion's"),
 ):
-    """Write each champion's HTML report (Vietnamese and English), or one version's, to a folder."""
+    """Write each champion's HTML report (Vietnamese and English), or one version's, to a folder, and the
+    audiences' size history (`audiences.html`) when the workspace has audiences."""
+    from serving.activation.audiences import AudienceBook
+    from serving.activation.report import audiences_html
     from training.registry import export_reports
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per report
-    written = export_reports(_settings().tracking, out_dir, model, version)
+    settings = _settings()
+    written = export_reports(settings.tracking, out_dir, model, version)
+    book = AudienceBook(settings.activation.root)
+    if model is None and version is None and book.list():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "audiences.html").write_text(audiences_html(book), encoding="utf-8")
+        written.append(out_dir / "audiences.html")
     if not written:
         raise UserError("no champion models yet; run `nhip train propensity` and `nhip train send-time`")
     for path in written:

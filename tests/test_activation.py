@@ -297,5 +297,37 @@ def test_audience_plan_and_export_from_the_command_line(shop, tmp_path, monkeypa
     assert int(last["rows"]) == len(rows)
     assert not audit.apply(lambda r: r.str.contains("@|\\+84", regex=True)).any().any()  # no personal data
 
+    # A new feature build recomputes every audience; the history and the report show each size.
+    rebuilt = runner.invoke(app, ["features", "build", "--as-of", "2026-08-16", "--no-vectors"])
+    assert rebuilt.exit_code == 0 and "audiences: " in rebuilt.output and "vip " in rebuilt.output, rebuilt.output
+    history = AudienceBook(shop.activation.root).sizes("vip")
+    assert len(history) == 2 and history["build_id"].nunique() == 2
     shown = runner.invoke(app, ["audience", "show", "vip"])
     assert shown.exit_code == 0 and "size per feature build" in shown.output
+    assert all(b in shown.output for b in history["build_id"])
+    reported = runner.invoke(app, ["report", "--out", str(tmp_path / "reports")])
+    assert reported.exit_code == 0, reported.output
+    page = (tmp_path / "reports" / "audiences.html").read_text(encoding="utf-8")
+    assert "vip" in page and "Tệp khách hàng" in page and f"{history['size'].iloc[-1]:,}" in page
+
+
+def test_the_notebook_api_makes_the_same_decisions(shop, tmp_path):
+    from serving import activation
+
+    activation.create_audience("nb-likely", where="propensity_bucket != 'Low'", settings=shop)
+    members = activation.audience_members("nb-likely", settings=shop)
+    assert len(members) > 0 and (members["propensity_bucket"] != "Low").all()
+    plan = activation.plan_campaign("nb-plan", "nb-likely", ["email", "zalo_oa"], "2026-08-20T08:00",
+                                    "2026-08-22T08:00", budget_vnd=5_000, settings=shop)
+    assert plan.summary()["cost_vnd"] <= 5_000 and set(plan.rows["customer_id"]) == set(members.index)
+    sent = plan.sends.iloc[0]
+    one = activation.next_best_action(sent["customer_id"], ["email", "zalo_oa"], "2026-08-20T08:00",
+                                      "2026-08-22T08:00", settings=shop)
+    assert (one["channel"], one["send_at"]) == (sent["channel"], sent["send_at"])  # a budget only drops sends
+    record = activation.export_audience("nb-likely", "zalo_oa", "csv", tmp_path / "oa.csv", actor="nb",
+                                        settings=shop)
+    assert record.rows == int(members["consent_zalo_oa"].sum())
+    for _ in range(2):  # what each build and refresh runs
+        assert activation.record_sizes(settings=shop)["nb-likely"] == len(members)
+    sizes = activation.audience_sizes("nb-likely", settings=shop)
+    assert list(sizes["size"]) == [len(members)]  # recorded once for this build, however often asked

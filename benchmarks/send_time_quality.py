@@ -51,13 +51,9 @@ from features.ingest.importer import ingest_file
 from features.store import open_store
 from models.send_time import QuietHours, SendHourModel, allowed_slots
 from nhip.clock import to_local
-from synthetic.demo_shop import SEND_CHANNELS, DemoData, generate, write
+from synthetic.channels import CHANNEL_FACTOR, OPEN_FLOOR, RESPONSE_WIDTH
+from synthetic.demo_shop import DemoData, generate, write
 from training.send_time import SendTimeResult, fit_send_time
-
-# From synthetic.demo_shop._campaigns: open probability falls off around the reading hour + 0.5.
-CHANNEL_FACTOR = dict(zip(SEND_CHANNELS, (1.0, 0.8, 0.6)))
-RESPONSE_WIDTH = 2.0
-OPEN_FLOOR = 0.03
 
 
 def true_open_rate(hour: np.ndarray, reading_hour: np.ndarray, open_base: np.ndarray,

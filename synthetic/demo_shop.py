@@ -8,9 +8,11 @@ messiness included: phones written six ways, money as `150k`, POS times without 
 ids, machine opens, and the identity hard cases (the shop's hotline typed at the till, a junk email at
 sign-up, phone typos, second SIMs, old 11-digit numbers) with their true owners in identities.csv.
 
-Everything is drawn from one `numpy.random.Generator`, so a seed reproduces the data exactly. The work is
-done on whole arrays (one row per person, per session, per send or per event) and turned into strings only
-at the end, which keeps 2,000 customers over 240 days to a few seconds.
+Everything is drawn from `numpy.random.Generator`s seeded from one seed, so a seed reproduces the data
+exactly. What was added later (links and hard cases, Zalo accounts and ZNS) draws from streams of its own,
+so adding it moved no earlier event. The work is done on whole arrays (one row per person, per session, per
+send or per event) and turned into strings only at the end, which keeps 2,000 customers over 240 days to a
+few seconds. The response model of the send channels is shared with the benchmarks (`synthetic.channels`).
 """
 
 from __future__ import annotations
@@ -32,8 +34,16 @@ from features.schema import (
 )
 from nhip.clock import LOCAL_FIXED_TZ, LOCAL_OFFSET_HOURS
 from nhip.clock import LOCAL_OFFSET as CLOCK_OFFSET
+from synthetic.channels import (
+    CHANNEL_FACTOR,
+    DELIVERY_RATE,
+    PLAN_CHANNELS,
+    READING_OFFSET,
+    circular_distance,
+    open_probability,
+)
 
-__all__ = ["DemoData", "generate", "write", "DEFAULT_END"]
+__all__ = ["DemoData", "generate", "purchase_probability", "write", "DEFAULT_END"]
 
 DEFAULT_END = datetime(2026, 9, 1, 0, 0, tzinfo=LOCAL_FIXED_TZ)
 # Seconds from UTC to Vietnam time: the generator works in epoch seconds.
@@ -43,12 +53,19 @@ LOCAL_SUFFIX = f"+{LOCAL_OFFSET_HOURS:02d}:00"  # how the generator writes Vietn
 DAY = 86400
 NEVER = np.inf
 
-CH = {name: i for i, name in enumerate(KNOWN_CHANNELS)}
+ZNS = "zalo_zns"
+# Channel codes of the event log: the schema's channels, then ZNS (a message channel the schema's list of
+# known channels may not hold yet). Appending keeps every other code as it was.
+EVENT_CHANNELS: tuple[str, ...] = tuple(dict.fromkeys((*KNOWN_CHANNELS, ZNS)))
+CH = {name: i for i, name in enumerate(EVENT_CHANNELS)}
 TY = {name: i for i, name in enumerate(KNOWN_TYPES)}
 BROWSE_CHANNELS = np.array([CH["web"], CH["app"], CH["zalo_mini_app"]])
 BUY_CHANNELS = np.array([CH["web"], CH["app"], CH["zalo_mini_app"], CH["pos"], CH["facebook"]])
 # The channels the shop sends campaigns on, in the column order of `preferred_hour_*` and consent arrays.
-SEND_CHANNELS = ("zalo_oa", "email", "sms")
+# ZNS, the fourth channel of PLAN_CHANNELS, came later and is simulated apart (see `_zns_campaigns`).
+SEND_CHANNELS = PLAN_CHANNELS[:3]  # ("zalo_oa", "email", "sms")
+CAMPAIGNS_PER_DAY = {"zalo_oa": 0.30, "email": 0.30, "sms": 0.12, ZNS: 0.05}  # chance of a campaign each day
+SEND_SPREAD = 600  # seconds over which a campaign's messages go out
 
 # --- segments -------------------------------------------------------------------------------------------
 
@@ -173,6 +190,7 @@ PHONE_FORMAT_BY_CHANNEL = {
     "facebook": [0.38, 0.25, 0.15, 0.05, 0.10, 0.05, 0.02],
     "email": [1.0, 0, 0, 0, 0, 0, 0],
     "sms": [0.10, 0.0, 0.0, 0.85, 0.0, 0.05, 0.0],
+    ZNS: [0.05, 0.0, 0.0, 0.90, 0.0, 0.05, 0.0],  # the ZNS API takes 84…
     "pos": [0.58, 0.30, 0.02, 0.02, 0.01, 0.04, 0.03],
 }
 
@@ -190,10 +208,18 @@ HARD_CASE_RATES = {
     "junk_email": 0.05,  # share of sign-ups that give a junk email
 }
 
+# Zalo and ZNS (see `_zalo_accounts`, `_zns_consents`).
+ZNS_RATES = {
+    "zalo_with_phone": 0.85,  # share of phone owners with a Zalo account (~75 M users, ~100 M people)
+    "consent_per_purchase": 0.30,  # chance a purchase's "nhận thông báo qua Zalo" box is ticked
+    "revoke": 0.05,  # share of ZNS consenters with Zalo who withdraw later …
+    "revoke_churner": 0.25,  # … and of those who are about to stop buying
+}
+
 STORES = ("CH Quận 1 - Lê Lợi", "CH Quận 3 - Võ Văn Tần", "CH Thủ Đức - Võ Văn Ngân", "CH Hà Nội - Cầu Giấy",
           "CH Đà Nẵng - Hải Châu", "CH Cần Thơ - Ninh Kiều")
 REFERRERS = ("google", "facebook", "tiktok", "zalo", "coccoc")
-UTM_BY_SEND_CHANNEL = (("zalo", "oa"), ("email", "newsletter"), ("sms", "sms"))
+UTM_BY_SEND_CHANNEL = (("zalo", "oa"), ("email", "newsletter"), ("sms", "sms"), ("zalo", "zns"))  # PLAN_CHANNELS
 CHAT_TEXTS = ("Shop ơi còn hàng không ạ?", "Giá bao nhiêu vậy shop?", "Ship về Đà Nẵng mất mấy ngày ạ?",
               "Cho mình đặt 1 cái nhé", "Có size khác không shop?", "Mình chuyển khoản rồi nha",
               "Sản phẩm này dùng cho da dầu được không?", "Khi nào có hàng lại vậy ạ?")
@@ -246,13 +272,39 @@ def generate(customers: int = 2000, days: int = 240, seed: int = 7, end: datetim
     # Links and identity hard cases draw from their own stream, so they do not shift any other draw.
     links_rng = np.random.default_rng([seed, 1])
     people.phone2 = _second_phones(links_rng, people)
+    # So do Zalo accounts and ZNS: their events are simulated and rendered apart, then merged in by time.
+    zns_rng = np.random.default_rng([seed, 2])
+    people.has_zalo = _zalo_accounts(zns_rng, people)
+    consents = _sorted(_keep_possible(_zns_consents(zns_rng, people, raw, clock), people, clock))
+    zns_log = _EventLog()
+    messages = _zns_campaigns(zns_rng, people, consents, clock, zns_log, messages)
+    zns_raw = _sorted(_keep_possible(_EventLog.join(consents, zns_log.concat()), people, clock))
+
     events, owners = _render(rng, links_rng, raw, people, catalog, messages)
+    zns_events, zns_owners = _render(zns_rng, zns_rng, zns_raw, people, catalog, messages)
+    order = np.argsort(np.concatenate([raw["t"], zns_raw["t"]]), kind="stable")
+    raw = _select(_EventLog.join(raw, zns_raw), order)
+    events = pd.concat([events, zns_events], ignore_index=True).iloc[order].reset_index(drop=True)
+    owners = {k: np.concatenate([owners[k], zns_owners[k]])[order] for k in owners}
     return DemoData(
         events=events,
         truth=_truth_frame(people, raw, clock),
         identities=_identities_frame(events, raw["p"], people, owners),
         products=catalog.frame(),
     )
+
+
+def purchase_probability(truth: pd.DataFrame, days: float) -> np.ndarray:
+    """P(at least one purchase in the `days` after the simulated window), one value per row of `truth`.
+
+    Purchases are a Poisson process at `purchase_rate` (per day) from joining until churning, and every
+    churn the simulator draws falls inside the window: a person with a `churn_at` buys nothing more, and
+    anyone else keeps buying at their rate.
+    """
+    if days < 0:
+        raise ValueError("days must not be negative")
+    rate = truth["purchase_rate"].to_numpy(dtype=float)
+    return np.where(truth["churn_at"].isna().to_numpy(), -np.expm1(-rate * days), 0.0)
 
 
 def write(data: DemoData, out_dir: Path) -> dict[str, Path]:
@@ -381,6 +433,15 @@ class _People:
     os: np.ndarray
     store: np.ndarray
     phone2: np.ndarray | None = None  # (n, len(PHONE_FORMATS)) a second SIM for a few people, else None
+    has_zalo: np.ndarray | None = None  # a Zalo account (registered on a phone), whether the shop knows it
+
+    @property
+    def zns_hour(self) -> np.ndarray:
+        """The hour a ZNS is read: it arrives in Zalo, so the Zalo OA reading hour for people on the OA,
+        else the hour they read texts."""
+        on_oa = self.uses[:, CH["zalo_oa"]]
+        return np.where(on_oa, self.pref_hour[:, SEND_CHANNELS.index("zalo_oa")],
+                        self.pref_hour[:, SEND_CHANNELS.index("sms")])
 
 
 def _make_people(rng: np.random.Generator, n: int, clock: _Clock) -> _People:
@@ -919,7 +980,7 @@ def _campaigns(rng, people: _People, clock: _Clock, log: _EventLog) -> _Messages
     history is confounded by the send hour. Whether and when a person opens depends on how far the send
     hour is from their own reading hour on that channel; that is the signal a send-time model must find.
     """
-    camp_t, camp_ch = _campaign_schedule(rng, clock)
+    camp_t, camp_ch = _campaign_schedule(rng, clock, SEND_CHANNELS)
     send_p, send_c = [], []
     for c in range(len(camp_t)):
         j = camp_ch[c]
@@ -935,16 +996,16 @@ def _campaigns(rng, people: _People, clock: _Clock, log: _EventLog) -> _Messages
     msg = np.arange(len(p))
     n = len(p)
 
-    t_sent = camp_t[c] + rng.integers(0, 600, n)
-    delivered = rng.random(n) < np.array([0.96, 0.92, 0.97])[j]
+    t_sent = camp_t[c] + rng.integers(0, SEND_SPREAD, n)
+    delivered = rng.random(n) < np.array([DELIVERY_RATE[name] for name in SEND_CHANNELS])[j]
     t_deliv = t_sent + rng.integers(1, 30, n)
     log.add(p, t_sent, ch, TY["message_sent"], msg=msg)
     log.add(p[delivered], t_deliv[delivered], ch[delivered], TY["message_delivered"], msg=msg[delivered])
 
     pref = people.pref_hour[p, j]
-    distance = _circular_distance(_Clock.local_hour(t_sent), pref + 0.5)
-    channel_factor = np.array([1.0, 0.8, 0.6])[j]
-    p_open = people.open_base[p] * channel_factor * np.exp(-distance ** 2 / (2 * 2.0 ** 2)) + 0.03
+    distance = circular_distance(_Clock.local_hour(t_sent), pref + READING_OFFSET)
+    channel_factor = np.array([CHANNEL_FACTOR[name] for name in SEND_CHANNELS])[j]
+    p_open = open_probability(people.open_base[p], channel_factor, distance)
     opened = delivered & (rng.random(n) < p_open)
     t_open = _open_times(rng, t_deliv, pref, distance)
     log.add(p[opened], t_open[opened], ch[opened], TY["message_opened"], msg=msg[opened])
@@ -972,18 +1033,17 @@ def _campaigns(rng, people: _People, clock: _Clock, log: _EventLog) -> _Messages
     return _Messages(campaign=c, channel=j, campaign_ids=campaign_ids)
 
 
-def _campaign_schedule(rng, clock: _Clock) -> tuple[np.ndarray, np.ndarray]:
-    """Campaign start times and channels (index into SEND_CHANNELS), numbered in time order."""
-    per_day = {"zalo_oa": 0.30, "email": 0.30, "sms": 0.12}
-    times, channels = [], []
-    for j, name in enumerate(SEND_CHANNELS):
-        days = np.flatnonzero(rng.random(clock.days) < per_day[name])
+def _campaign_schedule(rng, clock: _Clock, channels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Campaign start times on `channels` and their channel (index into PLAN_CHANNELS), in time order."""
+    times, codes = [], []
+    for name in channels:
+        days = np.flatnonzero(rng.random(clock.days) < CAMPAIGNS_PER_DAY[name])
         habitual = rng.choice([9, 12, 20], size=len(days), p=[0.45, 0.2, 0.35])
         hour = np.where(rng.random(len(days)) < 0.85, habitual, rng.integers(8, 22, len(days)))
         minute = rng.choice([0, 0, 0, 0, 15, 30, 45], size=len(days))
         times.append(clock.midnight0 + days * DAY + hour * HOUR + minute * 60)
-        channels.append(np.full(len(days), j))
-    t, ch = np.concatenate(times), np.concatenate(channels)
+        codes.append(np.full(len(days), PLAN_CHANNELS.index(name)))
+    t, ch = np.concatenate(times), np.concatenate(codes)
     order = np.argsort(t, kind="stable")
     return t[order].astype(np.int64), ch[order]
 
@@ -1000,9 +1060,110 @@ def _open_times(rng, t_deliv: np.ndarray, pref: np.ndarray, distance: np.ndarray
     return np.where(distance <= 1.5, soon, later)
 
 
-def _circular_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = np.abs(a - b) % 24
-    return np.minimum(d, 24 - d)
+# ========================================================================================================
+# Zalo accounts and ZNS
+# ========================================================================================================
+
+
+def _zalo_accounts(rng, people: _People) -> np.ndarray:
+    """Who has a Zalo account. Everyone the shop meets on its OA or Mini App does; among everyone else just
+    enough do that ZNS_RATES["zalo_with_phone"] of the phone owners have one."""
+    known = people.uses[:, CH["zalo_oa"]] | people.uses[:, CH["zalo_mini_app"]]
+    known_share = known[people.has_phone].mean() if people.has_phone.any() else 1.0
+    rest = (ZNS_RATES["zalo_with_phone"] - known_share) / (1.0 - known_share) if known_share < 1 else 0.0
+    return known | (rng.random(people.n) < rest)
+
+
+def _zns_consents(rng, people: _People, raw: dict[str, np.ndarray], clock: _Clock) -> dict[str, np.ndarray]:
+    """ZNS consent events, logged with the phone.
+
+    Checkout forms and cashiers offer order news "qua Zalo"; a ticked box grants ZNS consent for the phone
+    given at that purchase. Nobody says that it takes a Zalo account, so people without one tick it too, and
+    what is sent to them never arrives. A few withdraw later, mostly those about to leave. `raw` is the
+    shop's log in time order.
+    """
+    buys = np.flatnonzero((raw["ty"] == TY["purchase"]) & people.has_phone[raw["p"]])
+    ticked = buys[rng.random(len(buys)) < ZNS_RATES["consent_per_purchase"]]
+    who, first = np.unique(raw["p"][ticked], return_index=True)
+    granted = raw["t"][ticked[first]] + rng.uniform(5, 120, len(who))
+    churn_t = people.churn_t[who]
+    churner = np.isfinite(churn_t)
+    leaves = people.has_zalo[who] & (
+        rng.random(len(who)) < np.where(churner, ZNS_RATES["revoke_churner"], ZNS_RATES["revoke"]))
+    before_churn = np.maximum(churn_t - rng.uniform(0, 14 * DAY, len(who)), granted + HOUR)
+    later = np.maximum(np.minimum(churn_t, clock.end) - granted - HOUR, 0.0)
+    anytime = granted + HOUR + rng.random(len(who)) * later
+    revoked = np.where(churner, before_churn, anytime)
+    log = _EventLog()
+    log.add(who, granted, CH[ZNS], TY["consent_granted"])
+    log.add(who[leaves], revoked[leaves], CH[ZNS], TY["consent_revoked"])
+    return log.concat()
+
+
+def _zns_campaigns(rng, people: _People, consents: dict[str, np.ndarray], clock: _Clock, log: _EventLog,
+                   messages: _Messages) -> _Messages:
+    """A few ZNS campaigns (ZNS is paid per message), sent by phone to people whose latest ZNS consent
+    event is a grant, and how they answer.
+
+    Zalo delivers a ZNS only to a phone with a Zalo account. Opens follow the other channels' model with
+    the ZNS channel factor and reading hour (`_People.zns_hour`). Returns `messages` with these sends
+    appended: their message and campaign numbers continue after the others'.
+    """
+    camp_t, _ = _campaign_schedule(rng, clock, (ZNS,))
+    granted = _first_time(consents, TY["consent_granted"], people.n)
+    revoked = _first_time(consents, TY["consent_revoked"], people.n)
+    send_p, send_c = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for c in range(len(camp_t)):
+        eligible = (granted <= camp_t[c]) & (revoked > camp_t[c] + SEND_SPREAD) & (people.join_t <= camp_t[c])
+        audience = np.flatnonzero(eligible & (rng.random(people.n) < rng.uniform(0.35, 0.85)))
+        send_p.append(audience)
+        send_c.append(np.full(len(audience), c))
+    p, c = np.concatenate(send_p), np.concatenate(send_c)
+    n = len(p)
+    msg = len(messages.campaign) + np.arange(n)
+    ch = CH[ZNS]
+
+    t_sent = camp_t[c] + rng.integers(0, SEND_SPREAD, n)
+    delivered = people.has_zalo[p] & (rng.random(n) < DELIVERY_RATE[ZNS])
+    t_deliv = t_sent + rng.integers(1, 30, n)
+    log.add(p, t_sent, ch, TY["message_sent"], msg=msg)
+    log.add(p[delivered], t_deliv[delivered], ch, TY["message_delivered"], msg=msg[delivered])
+
+    pref = people.zns_hour[p]
+    distance = circular_distance(_Clock.local_hour(t_sent), pref + READING_OFFSET)
+    p_open = open_probability(people.open_base[p], CHANNEL_FACTOR[ZNS], distance)
+    opened = delivered & (rng.random(n) < p_open)
+    t_open = _open_times(rng, t_deliv, pref, distance)
+    log.add(p[opened], t_open[opened], ch, TY["message_opened"], msg=msg[opened])
+    # Button clicks only: a landing page_view would be a web row, and web rows are numbered in the main log.
+    clicked = opened & (rng.random(n) < CLICK_GIVEN_OPEN[people.segment[p]])
+    t_click = t_open + 5 + rng.exponential(90.0, n)
+    log.add(p[clicked], t_click[clicked], ch, TY["message_clicked"], msg=msg[clicked])
+
+    first = len(messages.campaign_ids)
+    ids = np.array([f"cmp_{first + k + 1:04d}" for k in range(len(camp_t))], dtype=object)
+    return _Messages(campaign=np.concatenate([messages.campaign, first + c]),
+                     channel=np.concatenate([messages.channel, np.full(n, PLAN_CHANNELS.index(ZNS))]),
+                     campaign_ids=np.concatenate([messages.campaign_ids, ids]))
+
+
+def _first_time(table: dict[str, np.ndarray], ty: int, n: int) -> np.ndarray:
+    """Per person, the first time of an event of type `ty` in `table`; NEVER without one."""
+    out = np.full(n, NEVER)
+    rows = table["ty"] == ty
+    np.minimum.at(out, table["p"][rows], table["t"][rows].astype(float))
+    return out
+
+
+def _consenting_at_end(raw: dict[str, np.ndarray], channel: str, grant: str, revoke: str, n: int) -> np.ndarray:
+    """Per person, whether the latest `grant` or `revoke` event on `channel` in the time-ordered log is a
+    grant (False without either), as the profiles read consent."""
+    rows = np.flatnonzero((raw["ch"] == CH[channel]) & np.isin(raw["ty"], [TY[grant], TY[revoke]]))
+    p, ty = raw["p"][rows][::-1], raw["ty"][rows][::-1]
+    who, latest = np.unique(p, return_index=True)
+    out = np.zeros(n, dtype=bool)
+    out[who] = ty[latest] == TY[grant]
+    return out
 
 
 # ========================================================================================================
@@ -1014,7 +1175,7 @@ def _render(rng, links_rng, raw: dict[str, np.ndarray], people: _People, catalog
             messages: _Messages) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     n = len(raw["t"])
     cols = {f: np.full(n, None, dtype=object) for f in CANONICAL_FIELDS}
-    cols["channel"] = np.array(KNOWN_CHANNELS, dtype=object)[raw["ch"]]
+    cols["channel"] = np.array(EVENT_CHANNELS, dtype=object)[raw["ch"]]
     cols["type"] = np.array(KNOWN_TYPES, dtype=object)[raw["ty"]]
     cols["ts"] = _render_timestamps(rng, raw)
     _render_identifiers(rng, raw, people, cols)
@@ -1051,7 +1212,7 @@ def _render_identifiers(rng, raw, people: _People, cols: dict[str, np.ndarray]) 
     p, ch, ty, dev = raw["p"], raw["ch"], raw["ty"], raw["dev"]
     n = len(p)
     u = rng.random(n)
-    on = {name: ch == CH[name] for name in KNOWN_CHANNELS}
+    on = {name: ch == CH[name] for name in EVENT_CHANNELS}
     has_phone, has_email = people.has_phone[p], people.has_email[p]
 
     device_rows = dev >= 0
@@ -1072,12 +1233,12 @@ def _render_identifiers(rng, raw, people: _People, cols: dict[str, np.ndarray]) 
     cols["pos_customer_id"][pos_card] = card[pos_card]
 
     wants_phone = (
-        by_phone | on["sms"] | pos_phone
+        by_phone | on["sms"] | on[ZNS] | pos_phone
         | (on["zalo_oa"] & (ty == TY["follow"]) & (u < 0.8))
         | (on["zalo_mini_app"] & (u < np.where(purchase, 0.7, 0.08)))
         | (on["facebook"] & (u < np.where(purchase, 0.6, 0.3)))
     ) & has_phone
-    fmt_cum = np.cumsum([PHONE_FORMAT_BY_CHANNEL[c] for c in KNOWN_CHANNELS], axis=1)
+    fmt_cum = np.cumsum([PHONE_FORMAT_BY_CHANNEL[c] for c in EVENT_CHANNELS], axis=1)
     fmt_cum /= fmt_cum[:, -1:]
     fmt = _draw_rows(rng, fmt_cum, ch)
     cols["phone"][wants_phone] = people.phone[p[wants_phone], fmt[wants_phone]]
@@ -1100,11 +1261,11 @@ def _render_hard_identifiers(rng, raw, people: _People, cols: dict[str, np.ndarr
     """
     p, ch, ty = raw["p"], raw["ch"], raw["ty"]
     n = len(p)
-    on = {name: ch == CH[name] for name in KNOWN_CHANNELS}
+    on = {name: ch == CH[name] for name in EVENT_CHANNELS}
     purchase, identify = ty == TY["purchase"], ty == TY["identify"]
     has_phone, has_email = people.has_phone[p], people.has_email[p]
     u = rng.random((n, 8))  # one column per decision
-    fmt_cum = np.cumsum([PHONE_FORMAT_BY_CHANNEL[c] for c in KNOWN_CHANNELS], axis=1)
+    fmt_cum = np.cumsum([PHONE_FORMAT_BY_CHANNEL[c] for c in EVENT_CHANNELS], axis=1)
     fmt = _draw_rows(rng, fmt_cum / fmt_cum[:, -1:], ch)
     email_variant = np.where(rng.random(n) < 0.9, 0, rng.integers(1, 5, n))
     phone, email = cols["phone"], cols["email"]
@@ -1121,7 +1282,7 @@ def _render_hard_identifiers(rng, raw, people: _People, cols: dict[str, np.ndarr
     add_email &= has_email & pd.isna(email)
     email[add_email] = people.email[p[add_email], email_variant[add_email]]
 
-    second = (pd.notna(people.phone2[p, 0]) & pd.notna(phone) & ~on["zalo_oa"] & ~on["sms"]
+    second = (pd.notna(people.phone2[p, 0]) & pd.notna(phone) & ~on["zalo_oa"] & ~on["sms"] & ~on[ZNS]
               & (u[:, 4] < HARD_CASE_RATES["second_phone_row"]))
     phone[second] = people.phone2[p[second], fmt[second]]
 
@@ -1245,7 +1406,7 @@ def _render_event_ids(rng, raw) -> np.ndarray:
     n = len(ch)
     out = np.full(n, None, dtype=object)
     missing = rng.random(n) < np.where(ch == CH["pos"], 0.5, 0.09)
-    for c, name in enumerate(KNOWN_CHANNELS):
+    for c, name in enumerate(EVENT_CHANNELS):
         rows = np.flatnonzero(ch == c)
         keep = rows[~missing[rows]]
         numbers = np.arange(1, len(rows) + 1)[~missing[rows]]
@@ -1273,13 +1434,17 @@ def _truth_frame(people: _People, raw, clock: _Clock) -> pd.DataFrame:
         "preferred_hour_zalo_oa": people.pref_hour[:, 0],
         "preferred_hour_email": people.pref_hour[:, 1],
         "preferred_hour_sms": people.pref_hour[:, 2],
-        "open_base": people.open_base,  # P(open) at the reading hour before the channel factor (_campaigns)
+        "open_base": people.open_base,  # P(open) at the reading hour before the channel factor (synthetic.channels)
         "favourite_categories": favourites,
         "machine_opener": people.machine_opener,
         "n_events": np.bincount(raw["p"], minlength=people.n),
         "name": people.name[:, 0],
         "joined_at": _iso_local(people.join_t),
         "channels": channels,
+        "has_zalo": people.has_zalo,
+        "follows_oa": _consenting_at_end(raw, "zalo_oa", "follow", "unfollow", people.n),
+        "consent_zalo_zns": _consenting_at_end(raw, ZNS, "consent_granted", "consent_revoked", people.n),
+        "preferred_hour_zalo_zns": people.zns_hour,
     })
 
 

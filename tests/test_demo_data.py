@@ -18,6 +18,7 @@ from features.schema import (
     IDENTIFIER_FIELDS,
     KNOWN_CHANNELS,
     KNOWN_TYPES,
+    MESSAGE_CHANNELS,
 )
 from synthetic.demo_shop import (
     DEFAULT_END,
@@ -90,7 +91,7 @@ def test_every_event_is_canonical_with_an_identifier(small):
     events = small.events
     assert list(events.columns) == list(CANONICAL_FIELDS)
     assert events["ts"].notna().all()
-    assert set(events["channel"]) <= set(KNOWN_CHANNELS)
+    assert set(events["channel"]) <= set(KNOWN_CHANNELS) | set(MESSAGE_CHANNELS)  # zalo_zns: a message channel
     assert set(events["type"]) <= set(KNOWN_TYPES)
     assert events[list(IDENTIFIER_FIELDS)].notna().any(axis=1).all()
 

@@ -29,6 +29,9 @@ demo: $(STAMP)
 	$(BIN)/nhip features build --as-of 2026-08-29
 	$(BIN)/nhip train propensity --as-of 2026-08-29 --horizon-days 30
 	$(BIN)/nhip train send-time --as-of 2026-08-29
+	$(BIN)/nhip audience create likely-buyers --replace --where "propensity_bucket == 'High' and recency_days <= 90"
+	$(BIN)/nhip campaign plan --name demo-sale --audience likely-buyers --from 2026-09-01T08:00 \
+		--to 2026-09-03T08:00 --budget 200000 --output reports/demo-sale-plan.csv
 	$(BIN)/nhip report --out reports
 	@test -n "$$NHIP_COLLECTOR_API_KEY" || echo "The collector's key is 'demo' (set NHIP_COLLECTOR_API_KEY to choose one)."
 	NHIP_COLLECTOR_API_KEY=$${NHIP_COLLECTOR_API_KEY:-demo} $(BIN)/nhip up --service-port $(PORT) --print-examples

@@ -965,6 +965,9 @@ def _print_examples(settings, host: str, port: int, collector_port: int | None =
     print(f"  curl -s -X POST {base}/propensity{key} -H 'Content-Type: application/json' "
           f"-d '{{\"customer_ids\": {ids}}}'")
     print(f"  curl -s -X POST {base}/send_time{key} -H 'Content-Type: application/json' -d '{body}'")
+    nba = json.dumps({"customer_id": json.loads(ids)[0], "window_start": "2026-09-02T08:00:00+07:00",
+                      "window_end": "2026-09-03T08:00:00+07:00"})
+    print(f"  curl -s -X POST {base}/next_best_action{key} -H 'Content-Type: application/json' -d '{nba}'")
     print(f"  curl -s {base}/model_versions{key}")
     if collector_port is not None:
         event = json.dumps([{"event_id": "try-1", "ts": to_local(utcnow()).isoformat(timespec="seconds"),

@@ -188,11 +188,14 @@ def _channel_options(context, members, propensity, position, channel, start, end
     cost = np.full((n, s), rule.cost_vnd)
     if rule.free_window_hours and last_oa is not None and len(last_oa) and n and s:
         cost = _oa_cost(customers, hours, rule, last_oa, past, cost)
-    feasible = np.ones((n, s), dtype=bool)
+    # Without past sends only a cap of 0 forbids anything; customers with some are checked one by one.
+    fresh = _cap_ok(None, hours.astype(float), rule.caps) & _cap_ok(None, hours.astype(float), policy.all_channels)
+    feasible = np.tile(fresh, (n, 1))
     for i, customer in enumerate(customers):
-        mine = past.get(customer, {})
-        feasible[i] = (_cap_ok(mine.get(channel), hours.astype(float), rule.caps)
-                       & _cap_ok(mine.get("*"), hours.astype(float), policy.all_channels))
+        mine = past.get(customer)
+        if mine:
+            feasible[i] = (_cap_ok(mine.get(channel), hours.astype(float), rule.caps)
+                           & _cap_ok(mine.get("*"), hours.astype(float), policy.all_channels))
     order = np.argsort(-response, axis=1, kind="stable") if s else np.zeros((n, 0), dtype=np.int64)
     return _Options(channel, customers, hours, response, cost, feasible, order, list(sources))
 

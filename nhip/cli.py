@@ -848,7 +848,7 @@ def audience_list(as_json: bool = typer.Option(False, "--json", help="print JSON
     if as_json:
         print(table.to_json(orient="records", force_ascii=False))
     elif table.empty:
-        out.print("no audiences yet: `nhip audience create NAME --where \"…\"`")
+        out.print("no audiences yet: make one with `nhip audience create` (see --help)")
     else:
         _lines(f"{r.audience}  {r.size if isinstance(r.size, str) else format(r.size, ',')}  {r.rule}"
                for r in table.itertuples())

@@ -171,7 +171,7 @@ def _histories(draw, customers: list[str]) -> pd.DataFrame:
                                          dtype="datetime64[ns]")})
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_plan_never_breaks_its_policy_nor_consent(context, data):

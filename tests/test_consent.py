@@ -66,7 +66,7 @@ def _expected(changes) -> dict[tuple[int, str], bool]:
             for p in range(3) for c in PLAN_CHANNELS}
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=_changes)
 def test_nobody_without_consent_is_in_an_audience_plan_or_export(changes):
     with tempfile.TemporaryDirectory() as tmp:

@@ -82,8 +82,9 @@ def test_nothing_imports_the_cli():
     assert {path: mods for path, mods in users.items() if mods} == {}
 
 
-# The entry points that read Settings: the CLI, the service's start and the notebook API.
-ENTRY_POINTS = {"nhip/cli.py", "nhip/settings.py", "serving/service.py", "features/__init__.py"}
+# The entry points that read Settings: the CLI, the service's start and the notebook APIs (features, activation).
+ENTRY_POINTS = {"nhip/cli.py", "nhip/settings.py", "serving/service.py", "features/__init__.py",
+                "serving/activation/__init__.py"}
 
 
 def test_settings_are_read_only_at_the_entry_points():

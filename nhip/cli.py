@@ -580,6 +580,9 @@ def retrain(
     _lines([f"features rebuilt: {result.customers:,} customers"])
     for outcome in result.outcomes:
         _lines(verdict_lines(outcome.model_name, outcome.version, outcome.verdict))
+    from serving.activation import record_sizes
+
+    _print_sizes(record_sizes(settings))  # on the new build, with the champions the gate left in place
 
 
 @app.command()
